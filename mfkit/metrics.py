@@ -43,3 +43,240 @@ def mae(pred, target, clip: tuple[float, float] | None = None) -> float:
         raise ValueError(f"pred and target must be non-empty and of one shape, got {tuple(pred.shape)} and "
                          f"{tuple(target.shape)}")
     return float(torch.mean(torch.abs(pred - target)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Top-k ranking metrics (protocol I1)
+# ---------------------------------------------------------------------------------------------------------------------
+__all__ += ["ranking_metrics", "ranking_metrics_from_hits", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
+            "hit_rate_at_k", "top_k_items"]
+
+
+def _check_hits(hits: torch.Tensor, n_relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    hits = _as_tensor(hits)
+    n_relevant = _as_tensor(n_relevant).to(hits.device)
+    if hits.ndim != 2:
+        raise ValueError(f"hits must be a 2-D (users, k) 0/1 matrix of top-k hits, got shape {tuple(hits.shape)}")
+    if n_relevant.shape != hits.shape[:1]:
+        raise ValueError(f"n_relevant must hold one count per row of hits ({hits.shape[0]}), "
+                         f"got shape {tuple(n_relevant.shape)}")
+    if (n_relevant <= 0).any():
+        raise ValueError("every user must have at least one relevant item (drop users without test rows)")
+    return hits.to(torch.float64), n_relevant.to(torch.float64)
+
+
+def precision_at_k(hits, n_relevant) -> torch.Tensor:
+    """Per-user precision@k: the share of the top ``k`` that is relevant.
+
+    Parameters
+    ----------
+    hits : (users, k) 0/1 or bool tensor
+        ``hits[u, j]`` is 1 when the item ranked ``j + 1`` for user ``u`` is relevant.
+    n_relevant : (users,) tensor
+        Number of relevant (test) items of each user, all > 0.
+
+    Used by: Chapters 2–4 and 7 (protocol I1).
+    """
+    hits, _ = _check_hits(hits, n_relevant)
+    return hits.sum(1) / hits.shape[1]
+
+
+def recall_at_k(hits, n_relevant) -> torch.Tensor:
+    """Per-user recall@k: relevant items in the top ``k`` over all relevant items of the user."""
+    hits, n_relevant = _check_hits(hits, n_relevant)
+    return hits.sum(1) / n_relevant
+
+
+def ndcg_at_k(hits, n_relevant) -> torch.Tensor:
+    """Per-user nDCG@k with binary relevance (Järvelin & Kekäläinen 2002).
+
+    ``DCG = sum_j hit_j / log2(j + 1)`` over ranks ``j = 1..k``; the ideal DCG puts the user's relevant items first,
+    over ``min(n_relevant, k)`` positions (protocol I1).
+    """
+    hits, n_relevant = _check_hits(hits, n_relevant)
+    k = hits.shape[1]
+    discount = 1.0 / torch.log2(torch.arange(2, k + 2, device=hits.device, dtype=torch.float64))
+    dcg = hits @ discount
+    ideal_cum = torch.cumsum(discount, 0)
+    n_ideal = n_relevant.clamp(max=k).long()
+    return dcg / ideal_cum[n_ideal - 1]
+
+
+def map_at_k(hits, n_relevant) -> torch.Tensor:
+    """Per-user average precision@k: sum of precision@j at each rank ``j`` holding a hit, divided by ``n_relevant``.
+
+    Divided by the number of relevant items (protocol I1, as Microsoft Recommenders' ``map_at_k``), not by
+    ``min(n_relevant, k)``, so a user with 20 test items can score at most 0.5 at k = 10.
+    """
+    hits, n_relevant = _check_hits(hits, n_relevant)
+    k = hits.shape[1]
+    ranks = torch.arange(1, k + 1, device=hits.device, dtype=torch.float64)
+    precision_at_hits = torch.cumsum(hits, 1) / ranks * hits
+    return precision_at_hits.sum(1) / n_relevant
+
+
+def hit_rate_at_k(hits, n_relevant) -> torch.Tensor:
+    """Per-user hit rate@k: 1 when at least one relevant item is in the top ``k``."""
+    hits, _ = _check_hits(hits, n_relevant)
+    return (hits.sum(1) > 0).to(torch.float64)
+
+
+_METRICS = {"precision": precision_at_k, "recall": recall_at_k, "ndcg": ndcg_at_k, "map": map_at_k,
+            "hit_rate": hit_rate_at_k}
+
+
+def ranking_metrics_from_hits(hits, n_relevant) -> dict[str, torch.Tensor]:
+    """All five per-user metrics (``precision``, ``recall``, ``ndcg``, ``map``, ``hit_rate``) from a hit matrix."""
+    return {name: fn(hits, n_relevant) for name, fn in _METRICS.items()}
+
+
+def _score_fn(model):
+    if hasattr(model, "score_users"):
+        return model.score_users
+    if callable(model):
+        return model
+    raise TypeError("model must have a score_users(user_idx) method or be a callable user_idx -> (users, items) "
+                    f"scores, got {type(model).__name__}")
+
+
+def _csr_rows_as_coo(csr, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row position within ``rows``, column) index tensors of the non-zeros of the CSR rows ``rows``."""
+    sub = csr[rows]
+    row_pos = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+    return (torch.from_numpy(row_pos.astype(np.int64)).to(device),
+            torch.from_numpy(sub.indices.astype(np.int64)).to(device))
+
+
+def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=None) -> tuple[torch.Tensor,
+                                                                                            torch.Tensor]:
+    """Top-``k`` item indices and scores for dense user indices ``users``, excluding each user's train items.
+
+    Parameters
+    ----------
+    model : object with ``score_users`` or callable
+        ``score_users(user_idx: LongTensor) -> (len(user_idx), n_items)`` scores.
+    train : mfkit.data.Interactions or None
+        Items a user has here are set to ``-inf`` before the top-k (when ``exclude``).
+    users : array-like of int
+        Dense user indices (one batch: callers batch themselves).
+
+    Returns
+    -------
+    (items, scores) : two (len(users), k) tensors on the scores' device.
+    """
+    from .utils import get_device
+
+    device = get_device(device)
+    score = _score_fn(model)
+    users = np.asarray(users, dtype=np.int64)
+    user_idx = torch.from_numpy(users).to(device)
+    with torch.no_grad():
+        scores = score(user_idx).to(device=device, dtype=torch.float32).clone()
+    if scores.ndim != 2 or scores.shape[0] != len(users):
+        raise ValueError(f"score_users must return a (len(user_idx), n_items) tensor, got {tuple(scores.shape)}")
+    if k > scores.shape[1]:
+        raise ValueError(f"k={k} is larger than the number of items ({scores.shape[1]})")
+    if exclude and train is not None:
+        rows, cols = _csr_rows_as_coo(_seen_csr(train), users, device)
+        scores[rows, cols] = -torch.inf
+    top_scores, top_items = torch.topk(scores, k, dim=1)
+    return top_items, top_scores
+
+
+def _seen_csr(data):
+    csr = data.to_csr("ones")
+    csr.data[:] = 1.0  # duplicates count once
+    return csr
+
+
+def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, device=None,
+                    per_user: bool = False) -> dict:
+    """Top-``k`` ranking metrics of protocol I1: precision, recall, nDCG, MAP and hit rate at ``k``.
+
+    For every user with rows in ``test``, the ``k`` highest-scored items excluding the items the user has in
+    ``train`` are compared with the user's test items (binary relevance). Users are scored in batches on the device
+    and ranked with :func:`torch.topk`; nothing loops over users or items in Python.
+
+    Parameters
+    ----------
+    model : object with ``score_users`` or callable
+        ``score_users(user_idx: LongTensor) -> Tensor (len(user_idx), n_items)``. ``user_idx`` is given on
+        ``device``.
+    train, test : mfkit.data.Interactions
+        One index space (splits of one data set). ``train`` may be None (nothing excluded).
+    k : int
+        Cut-off.
+    batch_size : int
+        Users scored at once (memory: ``batch_size × n_items`` floats).
+    device : str, torch.device or None
+        Where ranking happens (None: CUDA when available).
+    per_user : bool
+        Also return the per-user values under ``"per_user"`` (a DataFrame indexed by dense user index) and the
+        number of users evaluated under ``"n_users"``.
+
+    Returns
+    -------
+    dict
+        ``{"precision", "recall", "ndcg", "map", "hit_rate"}``: floats, means over users with test rows
+        (with ``per_user``, also ``"n_users"`` and ``"per_user"``).
+
+    Notes
+    -----
+    nDCG uses the ideal DCG over ``min(#relevant, k)`` positions; MAP divides the sum of precisions at the hits by
+    ``#relevant`` (protocol I1, as Microsoft Recommenders). A test item that is also in the user's train part is
+    excluded from the ranking and so can never be a hit, but still counts as relevant.
+
+    Used by: Chapters 2–4 and 7. Protocol: Microsoft Recommenders' ML-100k benchmark (see PROTOCOLS.md, I1).
+    """
+    from .utils import get_device
+
+    device = get_device(device)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if train is not None and (train.n_users != test.n_users or train.n_items != test.n_items):
+        raise ValueError(f"train ({train.n_users}×{train.n_items}) and test ({test.n_users}×{test.n_items}) must "
+                         "share one index space (split one Interactions object)")
+    test_csr = _seen_csr(test)
+    users = np.flatnonzero(np.diff(test_csr.indptr) > 0)
+    if len(users) == 0:
+        raise ValueError("test has no interactions")
+    train_csr = _seen_csr(train) if train is not None else None
+    score = _score_fn(model)
+    sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in _METRICS}
+    per_user_values = {name: [] for name in _METRICS} if per_user else None
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        user_idx = torch.from_numpy(batch).to(device)
+        with torch.no_grad():
+            scores = score(user_idx).to(device=device, dtype=torch.float32)
+            if scores.ndim != 2 or scores.shape != (len(batch), test.n_items):
+                raise ValueError(f"the model must return ({len(batch)}, {test.n_items}) scores for a batch of "
+                                 f"{len(batch)} users, got {tuple(scores.shape)}")
+            scores = scores.clone()  # the model may hand out a view of its own buffers
+            if train_csr is not None:
+                rows, cols = _csr_rows_as_coo(train_csr, batch, device)
+                scores[rows, cols] = -torch.inf
+            top_scores, top_items = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            relevant = torch.zeros(len(batch), test.n_items, dtype=torch.bool, device=device)
+            rows, cols = _csr_rows_as_coo(test_csr, batch, device)
+            relevant[rows, cols] = True
+            # an excluded (-inf) item never counts as a hit, even when it is also a test item
+            hits = torch.gather(relevant, 1, top_items) & torch.isfinite(top_scores)
+            if hits.shape[1] < k:  # fewer items than k: the missing ranks are misses
+                hits = torch.nn.functional.pad(hits, (0, k - hits.shape[1]))
+            n_relevant = torch.from_numpy(np.diff(test_csr.indptr)[batch].astype(np.int64)).to(device)
+            values = ranking_metrics_from_hits(hits, n_relevant)
+        for name, v in values.items():
+            sums[name] += v.sum()
+            if per_user:
+                per_user_values[name].append(v.cpu())
+    out = {name: float(s) / len(users) for name, s in sums.items()}
+    if per_user:
+        out["n_users"] = int(len(users))
+        import pandas as pd
+
+        out["per_user"] = pd.DataFrame({name: torch.cat(v).numpy() for name, v in per_user_values.items()},
+                                       index=pd.Index(users, name="user"))
+    return out

@@ -1,0 +1,648 @@
+"""Weighted matrix factorization for implicit feedback: the seeds' loss, computed three ways, and its variants.
+
+The seed notebooks factorised a dense 0/1 users × items matrix ``R`` (1 = the user rated the movie) by minimising
+
+.. math::
+
+    J(U, V) = \\sum_{(u,i) \\in O} (1 - u_u^\\top v_i)^2 + w \\sum_{(u,i) \\notin O} (u_u^\\top v_i)^2
+              + \\lambda \\Big(\\sum_u r_u \\lVert u_u \\rVert^2 + \\sum_i r_i \\lVert v_i \\rVert^2\\Big)
+
+with ``O`` the observed pairs, ``w`` the (small) weight of the unobserved ones and ``r_u = r_i = 1`` unless the
+regularisation is scaled by frequency. This is the weighted loss of one-class / implicit-feedback MF (Hu, Koren &
+Volinsky 2008, "Collaborative Filtering for Implicit Feedback Datasets"; Pan et al. 2008, "One-Class Collaborative
+Filtering"), with confidence ``1`` on observed and ``w`` on unobserved cells — Hu et al.'s ``c = 1 + alpha`` divided
+through by ``1 + alpha``.
+
+Three ways to minimise it:
+
+* ``solver="dense"``: materialise ``R`` and let autograd + a torch optimizer do the rest (the seeds' way; memory
+  ``users × items``).
+* ``solver="gram"``: the same value without ``R``, because the sum over *all* cells of ``(u·v)^2`` is
+  ``trace((UᵀU)(VᵀV))``: ``O(nnz·k + (users + items)·k²)`` time and memory.
+* ``solver="als"``: the loss is quadratic in ``U`` for fixed ``V`` (and vice versa), so each half-sweep is a batch of
+  ``k × k`` linear systems solved in closed form (weighted ALS / iALS: Hu et al. 2008; Rendle et al. 2021, "Revisiting
+  the Performance of iALS on Item Recommendation Benchmarks").
+
+Normalisation. ``reg`` (``λ``) is in the units of the *summed* objective ``J`` (Hu et al.'s ``λ``), so the closed-form
+ALS solution and the gradient solvers minimise the same function. The loss functions return ``J`` divided by the number
+of cells ``users × items`` (``reduction="mean"``, what the gradient solvers optimise and the histories report; the
+minimiser is the same) or ``J`` itself (``reduction="sum"``).
+
+Used by: Chapter 2 (dense, Gram and ALS), Chapter 3 (the sigmoid and logistic variants, dense solver), Chapter 4 (the
+optimizers, through ``solver="gram"``/``"dense"``).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import Interactions, train_validation_split
+from .metrics import ranking_metrics
+from .training import DivergenceError, History, train_loop
+from .utils import get_device, progress
+
+__all__ = ["weighted_loss_dense", "weighted_loss_gram", "row_regularisation", "WeightedMF", "Popularity",
+           "tune_weighted_mf", "autograd_saved_bytes", "SOLVERS", "LOSSES"]
+
+SOLVERS = ("dense", "gram", "als")
+LOSSES = ("squared", "sigmoid", "logistic")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loss, two ways
+# ---------------------------------------------------------------------------------------------------------------------
+def _regulariser(U, V, reg, user_reg, item_reg) -> torch.Tensor:
+    """``reg · (Σ_u r_u ||u_u||² + Σ_i r_i ||v_i||²)``; ``r = 1`` when no per-row weights are given."""
+    user_sq, item_sq = (U * U).sum(1), (V * V).sum(1)
+    if user_reg is not None:
+        user_sq = user_sq * user_reg
+    if item_reg is not None:
+        item_sq = item_sq * item_reg
+    return reg * (user_sq.sum() + item_sq.sum())
+
+
+def _reduce(total: torch.Tensor, n_users: int, n_items: int, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return total / (n_users * n_items)
+    if reduction == "sum":
+        return total
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_weight(unobserved_weight: float) -> None:
+    if not (isinstance(unobserved_weight, (int, float)) and math.isfinite(unobserved_weight)
+            and unobserved_weight >= 0):
+        raise ValueError(f"unobserved_weight must be a finite number >= 0, got {unobserved_weight!r}")
+
+
+def weighted_loss_dense(U: torch.Tensor, V: torch.Tensor, R: torch.Tensor, unobserved_weight: float, reg: float, *,
+                        user_reg: torch.Tensor | None = None, item_reg: torch.Tensor | None = None,
+                        loss: str = "squared", reduction: str = "mean") -> torch.Tensor:
+    """The seeds' weighted loss on a dense 0/1 matrix (memory ``users × items``).
+
+    Parameters
+    ----------
+    U : (n_users, k) tensor
+    V : (n_items, k) tensor
+    R : (n_users, n_items) tensor
+        1 where the user interacted with the item, 0 elsewhere.
+    unobserved_weight : float
+        Weight ``w`` of the squared error on the zeros (the seeds used 0.005); observed cells weigh 1.
+    reg : float
+        ``λ``, in the units of the summed loss (see the module docstring).
+    user_reg, item_reg : (n_users,) / (n_items,) tensors, optional
+        Per-row multipliers of ``λ`` (frequency-scaled regularisation, :func:`row_regularisation`).
+    loss : {"squared", "sigmoid", "logistic"}
+        ``"squared"``: ``(R - u·v)²`` (the seeds'); ``"sigmoid"``: ``(R - σ(u·v))²`` (the seeds' sigmoid variant,
+        Chapter 3); ``"logistic"``: binary cross-entropy of ``σ(u·v)`` against ``R`` (Johnson 2014, "Logistic Matrix
+        Factorization for Implicit Feedback Data"), each weighted 1 on observed and ``w`` on unobserved cells.
+    reduction : {"mean", "sum"}
+        Divide by ``n_users × n_items`` or not.
+
+    Returns
+    -------
+    scalar tensor
+
+    Used by: Chapter 2 (the seeds' formulation), Chapter 3 (sigmoid and logistic).
+    """
+    _check_weight(unobserved_weight)
+    if R.shape != (U.shape[0], V.shape[0]):
+        raise ValueError(f"R must be (n_users, n_items) = ({U.shape[0]}, {V.shape[0]}), got {tuple(R.shape)}")
+    X = U @ V.T
+    observed = R > 0
+    if loss == "squared":
+        err_observed, err_unobserved = (R - X) ** 2, X ** 2
+    elif loss == "sigmoid":
+        P = torch.sigmoid(X)
+        err_observed, err_unobserved = (R - P) ** 2, P ** 2
+    elif loss == "logistic":
+        # -log σ(x) = softplus(-x) and -log(1 - σ(x)) = softplus(x), stable for large |x|
+        err_observed, err_unobserved = torch.nn.functional.softplus(-X), torch.nn.functional.softplus(X)
+    else:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    data_term = torch.where(observed, err_observed, unobserved_weight * err_unobserved).sum()
+    total = data_term + _regulariser(U, V, reg, user_reg, item_reg)
+    return _reduce(total, U.shape[0], V.shape[0], reduction)
+
+
+def weighted_loss_gram(U: torch.Tensor, V: torch.Tensor, user: torch.Tensor, item: torch.Tensor,
+                       unobserved_weight: float, reg: float, *, user_reg: torch.Tensor | None = None,
+                       item_reg: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """The same value as :func:`weighted_loss_dense` (``loss="squared"``) without the dense matrix.
+
+    Split the unobserved sum as "all cells minus observed cells":
+
+    .. math::
+
+        J = \\sum_{(u,i) \\in O} \\big[(1 - x_{ui})^2 - w\\, x_{ui}^2\\big] + w \\sum_{u,i} x_{ui}^2 + \\text{reg},
+        \\qquad \\sum_{u,i} (u_u^\\top v_i)^2 = \\operatorname{trace}\\big((U^\\top U)(V^\\top V)\\big)
+        = \\langle U^\\top U, V^\\top V \\rangle_F,
+
+    which costs ``O(nnz·k + (n_users + n_items)·k²)``; autograd differentiates it exactly (the gradient equals the
+    dense version's). The idea is the one behind implicit ALS (Hu et al. 2008) and its gradient form (Rendle et al.
+    2021; Bayer et al. 2017, "A Generic Coordinate Descent Framework for Learning from Implicit Feedback").
+
+    Parameters
+    ----------
+    user, item : (nnz,) int64 tensors
+        The observed pairs, each pair once (duplicates would be counted twice).
+    Other parameters as :func:`weighted_loss_dense`.
+
+    Used by: Chapter 2 (``solver="gram"``), Chapter 4 (optimizer comparison).
+    """
+    _check_weight(unobserved_weight)
+    if user.shape != item.shape or user.ndim != 1:
+        raise ValueError(f"user and item must be 1-D index tensors of one length, got {tuple(user.shape)} and "
+                         f"{tuple(item.shape)}")
+    x = (U[user] * V[item]).sum(1)
+    observed_term = ((1.0 - x) ** 2 - unobserved_weight * x ** 2).sum()
+    all_cells_term = unobserved_weight * ((U.T @ U) * (V.T @ V)).sum()
+    total = observed_term + all_cells_term + _regulariser(U, V, reg, user_reg, item_reg)
+    return _reduce(total, U.shape[0], V.shape[0], reduction)
+
+
+def row_regularisation(counts: np.ndarray, n_cols: int, unobserved_weight: float, reg_scaling) -> np.ndarray:
+    """Per-row multipliers ``r`` of ``λ`` (``λ_row = λ · r_row``).
+
+    Parameters
+    ----------
+    counts : (n_rows,) array
+        Observed cells per row (a user's items, or an item's users).
+    n_cols : int
+        Cells per row (items for a user row, users for an item row).
+    reg_scaling : None, "count" or float
+        ``None``: ``r = 1`` (plain L2). ``"count"``: ``r = max(n, 1)``, the weighted-λ regularisation of ALS-WR (Zhou
+        et al. 2008, "Large-Scale Parallel Collaborative Filtering for the Netflix Prize"). A number ``ν``:
+        ``r = (n + w·(n_cols − n))^ν``, the row's total loss weight raised to ``ν`` — Rendle et al. (2021)'s
+        ``(|I_u| + α₀|I|)^ν`` adapted to the seeds' loss where ``w`` weighs only the unobserved cells; ``ν = 0`` is
+        plain L2, ``ν = 1`` scales with the row's weight.
+
+    Used by: Chapter 2 (tuning the regularisation).
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if reg_scaling is None:
+        return np.ones_like(counts)
+    if isinstance(reg_scaling, str):
+        if reg_scaling == "count":
+            return np.maximum(counts, 1.0)
+        raise ValueError(f"reg_scaling must be None, 'count' or a number (Rendle's exponent nu), got {reg_scaling!r}")
+    if not isinstance(reg_scaling, (int, float)) or not math.isfinite(reg_scaling):
+        raise ValueError(f"reg_scaling must be None, 'count' or a finite number, got {reg_scaling!r}")
+    weight = counts + unobserved_weight * (n_cols - counts)
+    return np.maximum(weight, 1e-12) ** float(reg_scaling)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Batched weighted ALS
+# ---------------------------------------------------------------------------------------------------------------------
+class _PaddedRows:
+    """The observed columns of every row, padded into chunks of rows of similar length, for batched Gram corrections.
+
+    Rows are sorted by their number of observed cells and cut into chunks whose padded size (rows × longest row) stays
+    under ``budget`` indices, so padding wastes little and memory stays bounded. Padding points at an extra all-zero
+    row appended to the other side's factors, which makes padded slots contribute nothing to ``PᵀP`` and ``P.sum``.
+    """
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, device, budget: int):
+        order = np.argsort(rows, kind="stable")
+        cols = cols[order]
+        counts = np.bincount(rows, minlength=n_rows)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        by_length = np.argsort(counts, kind="stable")
+        sorted_counts = counts[by_length]
+        self.chunks = []
+        start, n = 0, n_rows
+        while start < n:
+            # rows start..end-1 are sorted by length, so the padded size of a chunk is (end - start) * counts[end - 1]
+            span = np.arange(1, n - start + 1)
+            padded = span * np.maximum(sorted_counts[start:], 1)
+            end = start + max(1, int(np.searchsorted(padded, budget, side="right")))
+            chunk_rows = by_length[start:end]
+            width = int(sorted_counts[end - 1])
+            slot = np.arange(width)
+            valid = slot[None, :] < counts[chunk_rows][:, None]
+            pos = np.where(valid, starts[chunk_rows][:, None] + slot[None, :], 0)
+            idx = np.where(valid, cols[pos] if len(cols) else 0, n_cols)  # n_cols: the appended zero row
+            self.chunks.append((torch.from_numpy(chunk_rows.astype(np.int64)).to(device),
+                                torch.from_numpy(idx.astype(np.int64)).to(device)))
+            start = end
+
+
+def _solve_rows(other: torch.Tensor, layout: _PaddedRows, out: torch.Tensor, unobserved_weight: float,
+                row_lambda: torch.Tensor) -> None:
+    """One ALS half-sweep: for every row ``u`` set ``out[u]`` to the minimiser of the weighted loss given ``other``.
+
+    The normal equations of row ``u`` are ``(w·GᵀG + (1 − w)·Σ_{i∈O_u} v_i v_iᵀ + λ_u I) x = Σ_{i∈O_u} v_i``, with
+    ``G = other``: the Gram matrix is shared by all rows, the correction comes from the row's observed cells only
+    (Hu et al. 2008). Each chunk of rows is solved as one batch of ``k × k`` Cholesky systems.
+    """
+    k = other.shape[1]
+    gram = unobserved_weight * (other.T @ other)
+    padded_other = torch.cat([other, other.new_zeros(1, k)])
+    eye = torch.eye(k, dtype=other.dtype, device=other.device)
+    for rows, idx in layout.chunks:
+        P = padded_other[idx]                                          # (rows, width, k), zero rows in the padding
+        A = gram + (1.0 - unobserved_weight) * torch.bmm(P.transpose(1, 2), P) + row_lambda[rows, None, None] * eye
+        b = P.sum(1)
+        L, info = torch.linalg.cholesky_ex(A)
+        if bool((info != 0).any()):  # not positive definite (w > 1 with little regularisation): general solver
+            x = torch.linalg.solve(A, b)
+        else:
+            x = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
+        out[rows] = x
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------------------------------------------------
+def _unique_pairs(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """Observed (user, item) pairs, each once, sorted by user."""
+    csr = data.to_csr("ones")
+    user = np.repeat(np.arange(data.n_users), np.diff(csr.indptr))
+    return user.astype(np.int64), csr.indices.astype(np.int64)
+
+
+class WeightedMF:
+    """Weighted matrix factorization for implicit feedback (the seeds' model, trained and evaluated properly).
+
+    Parameters
+    ----------
+    n_factors : int
+        Latent dimension ``k``.
+    unobserved_weight : float
+        ``w``, the weight of the squared error on unobserved cells (observed cells weigh 1). The seeds used 0.005;
+        the best value depends on the data and is worth tuning (Rendle et al. 2021).
+    reg : float
+        ``λ`` in the units of the summed loss (see the module docstring), times the per-row multipliers of
+        ``reg_scaling``.
+    solver : {"als", "gram", "dense"}
+        ``"als"``: closed-form weighted alternating least squares, one batch of ``k × k`` solves per half-sweep.
+        ``"gram"``: a torch optimizer on the exact loss computed through Gram matrices (no dense matrix).
+        ``"dense"``: a torch optimizer on the dense ``users × items`` matrix (the seeds' approach).
+    loss : {"squared", "sigmoid", "logistic"}
+        ``"sigmoid"`` and ``"logistic"`` are not quadratic, so only ``solver="dense"`` trains them (Chapter 3).
+    optimizer : str
+        A name of :data:`mfkit.training.OPTIMIZERS` (gradient solvers).
+    lr : float
+        Learning rate (gradient solvers).
+    n_epochs : int
+        Full-batch steps (gradient solvers) or ALS sweeps (one sweep = users, then items).
+    init_scale : float
+        Standard deviation of the normal initialisation.
+    reg_scaling : None, "count" or float
+        Frequency scaling of ``λ`` per row, see :func:`row_regularisation`.
+    max_dense_bytes : int
+        ``solver="dense"`` refuses matrices larger than this (4 bytes a cell) instead of running out of memory.
+    device : str, torch.device or None
+        None: CUDA when available.
+    random_state : int
+        Seed of the initialisation (drawn on the CPU, so CPU and CUDA start from the same factors).
+    show_progress : bool or None
+        Progress bar over epochs/sweeps; default follows ``$MFKIT_PROGRESS``.
+    als_chunk : int
+        ALS: padded observed cells gathered at once (memory ``als_chunk × n_factors`` floats).
+
+    Attributes (after :meth:`fit`)
+    ------------------------------
+    user_factors_, item_factors_ : tensors on the device
+    history_ : mfkit.training.History
+        One record per epoch/sweep: ``loss`` (the mean-reduced objective), ``metric`` (validation nDCG@k when
+        ``valid`` is given), ``seconds`` (cumulative training time, evaluation excluded).
+    train_ : Interactions
+        The training data (id maps, titles, items to exclude when recommending).
+
+    Used by: Chapter 2 (all three solvers), Chapter 3 (sigmoid/logistic), Chapter 4 (optimizers), the I1 benchmark.
+    """
+
+    def __init__(self, n_factors: int = 64, unobserved_weight: float = 0.005, reg: float = 0.01, solver: str = "als",
+                 loss: str = "squared", optimizer: str = "adam", lr: float = 0.05, n_epochs: int = 20,
+                 init_scale: float = 0.1, reg_scaling=None, max_dense_bytes: int = 2 ** 30, device=None,
+                 random_state: int = 0, show_progress: bool | None = None, als_chunk: int = 2 ** 22):
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if loss != "squared" and solver != "dense":
+            raise ValueError(f"loss={loss!r} is not quadratic in the factors: neither the Gram identity nor the "
+                             f"closed-form ALS step applies; use solver='dense' (got solver={solver!r})")
+        if int(n_factors) < 1:
+            raise ValueError(f"n_factors must be >= 1, got {n_factors}")
+        if int(n_epochs) < 1:
+            raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
+        _check_weight(unobserved_weight)
+        if reg < 0:
+            raise ValueError(f"reg must be >= 0, got {reg}")
+        row_regularisation(np.ones(1), 1, unobserved_weight, reg_scaling)  # validates reg_scaling early
+        self.n_factors, self.unobserved_weight, self.reg = int(n_factors), float(unobserved_weight), float(reg)
+        self.solver, self.loss, self.optimizer, self.lr = solver, loss, optimizer, float(lr)
+        self.n_epochs, self.init_scale, self.reg_scaling = int(n_epochs), float(init_scale), reg_scaling
+        self.max_dense_bytes, self.device, self.random_state = int(max_dense_bytes), device, random_state
+        self.show_progress, self.als_chunk = show_progress, int(als_chunk)
+
+    def get_params(self) -> dict:
+        """The constructor arguments (what :func:`tune_weighted_mf` varies)."""
+        keys = ("n_factors", "unobserved_weight", "reg", "solver", "loss", "optimizer", "lr", "n_epochs", "init_scale",
+                "reg_scaling", "max_dense_bytes", "device", "random_state", "show_progress", "als_chunk")
+        return {k: getattr(self, k) for k in keys}
+
+    def __repr__(self) -> str:
+        shown = ("n_factors", "unobserved_weight", "reg", "solver", "loss", "n_epochs", "reg_scaling")
+        return f"WeightedMF({', '.join(f'{k}={getattr(self, k)!r}' for k in shown)})"
+
+    # -- fitting -------------------------------------------------------------------------------------------------------
+    def fit(self, train: Interactions, valid: Interactions | None = None, k: int = 10,
+            patience: int | None = None) -> "WeightedMF":
+        """Fit on the interactions ``train`` (every row counts as an interaction, duplicates once).
+
+        Parameters
+        ----------
+        valid : Interactions, optional
+            Held-out interactions in the same index space; nDCG@``k`` on them (train items excluded) is recorded
+            after each epoch/sweep as ``metric``, and the factors of the best epoch are kept.
+        k : int
+            Cut-off of the validation nDCG.
+        patience : int, optional
+            Stop after this many epochs/sweeps without a better validation nDCG (needs ``valid``).
+
+        Raises
+        ------
+        ValueError
+            ``solver="dense"`` on a matrix over ``max_dense_bytes``.
+        DivergenceError
+            The loss or the factors became NaN/inf.
+        """
+        if not isinstance(train, Interactions):
+            raise TypeError(f"train must be an mfkit.data.Interactions, got {type(train).__name__}")
+        if len(train) == 0:
+            raise ValueError("train has no interactions")
+        if valid is not None and (valid.n_users != train.n_users or valid.n_items != train.n_items):
+            raise ValueError("valid must share train's index space (split one Interactions object)")
+        if patience is not None and valid is None:
+            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
+        n_users, n_items, dim = train.n_users, train.n_items, self.n_factors
+        if self.solver == "dense" and n_users * n_items * 4 > self.max_dense_bytes:
+            raise ValueError(
+                f"solver='dense' would materialise a {n_users:,} × {n_items:,} float32 matrix "
+                f"({n_users * n_items * 4 / 2**30:.2f} GiB > max_dense_bytes={self.max_dense_bytes / 2**30:.2f} GiB); "
+                "use solver='gram' (same loss, no dense matrix) or solver='als'")
+        device = self.device_ = get_device(self.device)
+        self.train_ = train
+        user_np, item_np = _unique_pairs(train)
+        user = torch.from_numpy(user_np).to(device)
+        item = torch.from_numpy(item_np).to(device)
+        w = self.unobserved_weight
+        user_reg = torch.from_numpy(row_regularisation(np.bincount(user_np, minlength=n_users), n_items, w,
+                                                       self.reg_scaling)).float().to(device)
+        item_reg = torch.from_numpy(row_regularisation(np.bincount(item_np, minlength=n_items), n_users, w,
+                                                       self.reg_scaling)).float().to(device)
+        gen = torch.Generator().manual_seed(int(self.random_state))
+        U = (torch.randn(n_users, dim, generator=gen) * self.init_scale).to(device)
+        V = (torch.randn(n_items, dim, generator=gen) * self.init_scale).to(device)
+        evaluate = None
+        if valid is not None:
+            evaluate = lambda: ranking_metrics(self, train, valid, k=k, device=device)["ndcg"]  # noqa: E731
+        if self.solver == "als":
+            self._fit_als(U, V, user, item, user_reg, item_reg, evaluate, patience)
+        else:
+            self._fit_gradient(U, V, user, item, user_reg, item_reg, evaluate, patience)
+        return self
+
+    def _fit_gradient(self, U, V, user, item, user_reg, item_reg, evaluate, patience) -> None:
+        U = U.requires_grad_(True)
+        V = V.requires_grad_(True)
+        self.user_factors_, self.item_factors_ = U, V  # evaluate() scores through these during training
+        w, reg = self.unobserved_weight, self.reg
+        if self.solver == "dense":
+            R = torch.zeros(U.shape[0], V.shape[0], device=U.device)
+            R[user, item] = 1.0
+            loss_fn = lambda _: weighted_loss_dense(U, V, R, w, reg, user_reg=user_reg, item_reg=item_reg,  # noqa
+                                                    loss=self.loss)
+        else:
+            loss_fn = lambda _: weighted_loss_gram(U, V, user, item, w, reg, user_reg=user_reg,  # noqa: E731
+                                                   item_reg=item_reg)
+        self.history_ = train_loop(
+            loss_fn, [U, V], optimizer=self.optimizer, lr=self.lr, n_epochs=self.n_epochs, evaluate=evaluate,
+            patience=patience, show_progress=self.show_progress, desc=f"WeightedMF {self.solver}",
+            divergence_hint="Lower the learning rate, raise reg, or use solver='als' (no learning rate).")
+        self.user_factors_, self.item_factors_ = U.detach(), V.detach()
+
+    def _fit_als(self, U, V, user, item, user_reg, item_reg, evaluate, patience) -> None:
+        n_users, n_items = U.shape[0], V.shape[0]
+        budget = max(1, self.als_chunk // self.n_factors)
+        user_np, item_np = user.cpu().numpy(), item.cpu().numpy()
+        by_user = _PaddedRows(user_np, item_np, n_users, n_items, U.device, budget)
+        by_item = _PaddedRows(item_np, user_np, n_items, n_users, U.device, budget)
+        user_lambda, item_lambda = self.reg * user_reg, self.reg * item_reg
+        w = self.unobserved_weight
+        self.user_factors_, self.item_factors_ = U, V
+        history, best, since_best, elapsed = History(), None, 0, 0.0
+        bar = progress(range(self.n_epochs), enabled=self.show_progress, desc="WeightedMF als", unit="sweep")
+        for sweep in bar:
+            t0 = time.perf_counter()
+            _solve_rows(V, by_user, U, w, user_lambda)
+            _solve_rows(U, by_item, V, w, item_lambda)
+            if U.is_cuda:
+                torch.cuda.synchronize()
+            elapsed += time.perf_counter() - t0
+            loss = float(weighted_loss_gram(U, V, user, item, w, self.reg, user_reg=user_reg, item_reg=item_reg))
+            if not math.isfinite(loss):
+                raise DivergenceError(f"weighted ALS produced a loss of {loss} at sweep {sweep + 1}. Raise reg (the "
+                                      "k × k systems may be near-singular) or check unobserved_weight.")
+            record = {"epoch": sweep + 1, "loss": loss, "seconds": elapsed}
+            if evaluate is not None:
+                metric = float(evaluate())
+                record["metric"] = metric
+                if history.best_metric is None or metric > history.best_metric:
+                    history.best_metric, history.best_epoch, since_best = metric, sweep + 1, 0
+                    best = (U.clone(), V.clone())
+                else:
+                    since_best += 1
+                bar.set_postfix(loss=f"{loss:.4g}", ndcg=f"{metric:.4f}")
+            history.records.append(record)
+            if patience is not None and evaluate is not None and since_best >= patience:
+                history.stopped_early = True
+                break
+        if best is not None:
+            U.copy_(best[0])
+            V.copy_(best[1])
+        self.history_ = history
+
+    # -- scoring -------------------------------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "item_factors_"):
+            raise RuntimeError("call fit() first")
+
+    def _link(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(x) if self.loss in ("sigmoid", "logistic") else x
+
+    def score_users(self, user_idx) -> torch.Tensor:
+        """Scores of every item for dense user indices: ``(len(user_idx), n_items)`` on the model's device.
+
+        ``u·v`` for the squared loss, ``σ(u·v)`` for the sigmoid and logistic losses.
+        """
+        self._check_fitted()
+        idx = torch.as_tensor(user_idx, dtype=torch.long).to(self.user_factors_.device)
+        with torch.no_grad():
+            return self._link(self.user_factors_[idx] @ self.item_factors_.T)
+
+    def predict(self, user_idx, item_idx) -> torch.Tensor:
+        """Scores of (dense user index, dense item index) pairs."""
+        self._check_fitted()
+        dev = self.user_factors_.device
+        u = torch.as_tensor(user_idx, dtype=torch.long).to(dev)
+        i = torch.as_tensor(item_idx, dtype=torch.long).to(dev)
+        if u.shape != i.shape:
+            raise ValueError(f"user_idx and item_idx must have one shape, got {tuple(u.shape)} and {tuple(i.shape)}")
+        with torch.no_grad():
+            return self._link((self.user_factors_[u] * self.item_factors_[i]).sum(-1))
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-``k`` items for one raw user id: a DataFrame with ``item_id`` (raw), ``title`` and ``score``.
+
+        Items the user has in the training data are left out when ``exclude_seen``.
+        """
+        self._check_fitted()
+        u = int(self.train_.user_index([user_id])[0])
+        scores = self.score_users(torch.tensor([u]))[0].clone()
+        if exclude_seen:
+            csr = self.train_.to_csr("ones")
+            seen = torch.from_numpy(csr.indices[csr.indptr[u]:csr.indptr[u + 1]].astype(np.int64))
+            scores[seen.to(scores.device)] = -torch.inf
+        k = min(int(k), int(torch.isfinite(scores).sum()))
+        top = torch.topk(scores, k)
+        items = top.indices.cpu().numpy()
+        return pd.DataFrame({"item_id": self.train_.item_ids[items], "title": self.train_.item_titles(items),
+                             "score": top.values.cpu().numpy()})
+
+    def similar_items(self, item_id, k: int = 10) -> pd.DataFrame:
+        """The ``k`` items whose factors have the highest cosine similarity with raw item ``item_id`` (itself
+        excluded): a DataFrame with ``item_id``, ``title`` and ``similarity``."""
+        self._check_fitted()
+        i = int(self.train_.item_index([item_id])[0])
+        V = self.item_factors_.detach()
+        normed = V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        sims = normed @ normed[i]
+        sims[i] = -torch.inf
+        top = torch.topk(sims, min(int(k), V.shape[0] - 1))
+        items = top.indices.cpu().numpy()
+        return pd.DataFrame({"item_id": self.train_.item_ids[items], "title": self.train_.item_titles(items),
+                             "similarity": top.values.cpu().numpy()})
+
+
+class Popularity:
+    """The popularity baseline: every user gets the items with the most training interactions.
+
+    The bar every personalised model must clear on protocol I1. Used by: Chapters 2–4 and 7, the I1 benchmark.
+    """
+
+    def __init__(self, device=None):
+        self.device = device
+
+    def fit(self, train: Interactions) -> "Popularity":
+        self.device_ = get_device(self.device)
+        user, item = _unique_pairs(train)
+        self.item_scores_ = torch.from_numpy(np.bincount(item, minlength=train.n_items).astype(np.float32)).to(
+            self.device_)
+        self.train_ = train
+        return self
+
+    def score_users(self, user_idx) -> torch.Tensor:
+        n = len(torch.as_tensor(user_idx))
+        return self.item_scores_.unsqueeze(0).expand(n, -1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hyperparameter selection on validation data carved from train
+# ---------------------------------------------------------------------------------------------------------------------
+def _grid_points(grid) -> list[dict]:
+    if isinstance(grid, dict):
+        keys = list(grid)
+        values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    points = list(grid)
+    if not all(isinstance(p, dict) for p in points):
+        raise ValueError("grid must be a dict of lists (its Cartesian product is searched) or a list of dicts")
+    return points
+
+
+def tune_weighted_mf(train: Interactions, grid, *, base_params: dict | None = None, protocol: str = "I1", seed=0,
+                     k: int = 10, patience: int | None = None, select_epochs: bool = True, device=None,
+                     show_progress: bool | None = None) -> tuple[dict, pd.DataFrame]:
+    """Choose :class:`WeightedMF` hyperparameters on a validation part carved from ``train`` (never the test part).
+
+    ``train`` is split again with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); every grid
+    point is fitted on the inner train part and scored by nDCG@``k`` on the validation part after every epoch/sweep.
+
+    Parameters
+    ----------
+    grid : dict of lists or list of dicts
+        Constructor arguments to vary (a dict: its Cartesian product).
+    base_params : dict, optional
+        Constructor arguments shared by every point (``n_epochs`` is the most sweeps tried).
+    select_epochs : bool
+        Set ``n_epochs`` of the best parameters to the best epoch/sweep seen on validation.
+
+    Returns
+    -------
+    best_params : dict
+        Constructor arguments for the final fit on all of ``train``.
+    table : pandas.DataFrame
+        One row per grid point: its parameters, ``ndcg`` (best validation nDCG@k), ``best_epoch`` and ``fit_s``;
+        sorted best first.
+
+    Used by: Chapter 2 and the I1 benchmark (``benchmarks/implicit_ml100k.py``).
+    """
+    base = dict(base_params or {})
+    if device is not None:
+        base["device"] = device
+    if show_progress is not None:
+        base.setdefault("show_progress", show_progress)
+    inner, valid = train_validation_split(train, protocol, seed)
+    points = _grid_points(grid)
+    if not points:
+        raise ValueError("grid is empty")
+    rows = []
+    for point in progress(points, enabled=show_progress, desc="grid", unit="point"):
+        params = {**base, **point}
+        t0 = time.perf_counter()
+        model = WeightedMF(**params).fit(inner, valid=valid, k=k, patience=patience)
+        fit_s = time.perf_counter() - t0
+        rows.append({**point, "ndcg": model.history_.best_metric, "best_epoch": model.history_.best_epoch,
+                     "fit_s": fit_s})
+    table = pd.DataFrame(rows)
+    best_row = int(np.nanargmax(table["ndcg"].to_numpy(dtype=float)))
+    best_params = {**base, **points[best_row]}
+    if select_epochs:
+        best_params["n_epochs"] = int(table["best_epoch"].iloc[best_row])
+    table = table.sort_values("ndcg", ascending=False, kind="stable").reset_index(drop=True)
+    return best_params, table
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Memory of a loss formulation
+# ---------------------------------------------------------------------------------------------------------------------
+def autograd_saved_bytes(loss_fn) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of ``loss_fn()`` (each storage counted once).
+
+    A platform-independent measure of what a formulation holds in memory: the dense loss saves several
+    ``users × items`` tensors, the Gram loss only ``nnz``-long vectors and ``k × k`` matrices. (On CUDA,
+    ``torch.cuda.max_memory_allocated`` measures the peak directly.)
+
+    Used by: Chapter 2 (dense vs Gram memory).
+    """
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn()
+    del loss
+    return int(sum(seen.values()))

@@ -1,0 +1,819 @@
+"""Neural collaborative filtering (GMF, MLP, NeuMF) and the two-tower retrieval model.
+
+Used by: Chapter 7 (``book/07_neural_cf.ipynb``) and ``benchmarks/neural_ml100k.py``.
+
+* NCF — Xiangnan He, Lizi Liao, Hanwang Zhang, Liqiang Nie, Xia Hu and Tat-Seng Chua, "Neural Collaborative
+  Filtering", WWW 2017: a generalised matrix factorization (GMF), a multi-layer perceptron over the concatenated user
+  and item embeddings (MLP), and their fusion (NeuMF), trained on ratings (squared error) or on implicit feedback
+  (binary cross-entropy with sampled negatives).
+* Two-tower — Xinyang Yi, Ji Yang, Lichan Hong, Derek Zhiyuan Cheng, Lukasz Heldt, Aditee Kumthekar, Zhe Zhao, Li Wei
+  and Ed Chi, "Sampling-Bias-Corrected Neural Modeling for Large Corpus Item Recommendations", RecSys 2019 (in-batch
+  softmax with the logQ correction); Paul Covington, Jay Adams and Emre Sargin, "Deep Neural Networks for YouTube
+  Recommendations", RecSys 2016 (a retrieval model whose item vectors are precomputed and searched by dot product).
+
+Everything works on index tensors that live on the model's device; batches are index slices made by
+:func:`mfkit.training.minibatches` (no DataLoader, no per-row Python).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .data import Interactions
+from .training import minibatches, train_loop
+from .utils import get_device
+
+__all__ = ["GMF", "MLP", "NeuMF", "Tower", "NCF", "TwoTower", "sample_negatives", "in_batch_softmax_loss",
+           "positive_keys"]
+
+# Upper bound on the floats one chunk of all-items MLP scoring materialises (64 MB in fp32): keeps scoring a whole
+# catalogue for a batch of users within laptop memory without a Python loop per user.
+_SCORE_CHUNK_FLOATS = 1 << 24
+
+
+def _init_weights(module: nn.Module, generator: torch.Generator, embedding_std: float = 0.01) -> None:
+    """Initialise as He et al. (2017) do: embeddings ~ N(0, 0.01^2), layers Glorot-uniform, biases zero.
+
+    An explicit generator makes the initial weights depend on ``random_state`` only, not on the global torch seed.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, embedding_std, generator=generator)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight, generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _check_layers(layers: Sequence[int], what: str) -> tuple[int, ...]:
+    layers = tuple(int(x) for x in layers)
+    if any(x < 1 for x in layers):
+        raise ValueError(f"{what} must be positive integers, got {layers}")
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The three NCF scoring networks. Each exposes ``features(u, i)`` (the last hidden layer, what NeuMF concatenates),
+# ``forward(u, i)`` (one score per pair), ``score_all(u)`` (users x all items, vectorised) and ``embedding_tables()``.
+# ---------------------------------------------------------------------------------------------------------------------
+class GMF(nn.Module):
+    r"""Generalised matrix factorization: :math:`\hat y_{ui} = h^\top (p_u \odot q_i) + b`.
+
+    With :math:`h = \mathbf 1` and :math:`b = 0` this is the plain dot product of matrix factorization
+    (He et al. 2017, Section 3.2). Used by: Chapter 7.
+
+    Parameters
+    ----------
+    n_users, n_items : int
+        Sizes of the embedding tables.
+    n_factors : int
+        Embedding dimension.
+    """
+
+    def __init__(self, n_users: int, n_items: int, n_factors: int = 32):
+        super().__init__()
+        self.user_embedding = nn.Embedding(n_users, n_factors)
+        self.item_embedding = nn.Embedding(n_items, n_factors)
+        self.output = nn.Linear(n_factors, 1)
+
+    @property
+    def out_features(self) -> int:
+        return self.user_embedding.embedding_dim
+
+    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """Element-wise product ``p_u * q_i``, shape ``(batch, n_factors)``."""
+        return self.user_embedding(user) * self.item_embedding(item)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(user, item)).squeeze(-1)
+
+    def score_all(self, user: torch.Tensor, weight: torch.Tensor | None = None,
+                  bias: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Scores of ``user`` against every item, ``(n, n_items)``: one matrix product, ``(p_u * h) Q^T + b``.
+
+        ``weight``/``bias`` replace the output layer's (NeuMF passes its own slice of the fused output layer).
+        """
+        if weight is None:
+            weight, bias = self.output.weight[0], self.output.bias[0]
+        return (self.user_embedding(user) * weight) @ self.item_embedding.weight.T + (0.0 if bias is None else bias)
+
+    def embedding_tables(self) -> list[tuple[nn.Embedding, str]]:
+        return [(self.user_embedding, "user"), (self.item_embedding, "item")]
+
+
+class MLP(nn.Module):
+    r"""NCF's multi-layer perceptron over the concatenation :math:`[p_u; q_i]`.
+
+    ``layers[0]`` is the width of the concatenated embeddings (each embedding is ``layers[0] // 2`` wide), the later
+    entries are the hidden ReLU layers, followed by a linear output (He et al. 2017, Section 3.3: "tower" layers
+    ``(64, 32, 16)`` means 32-wide embeddings, then hidden layers of 32 and 16 units). Used by: Chapter 7.
+    """
+
+    def __init__(self, n_users: int, n_items: int, layers: Sequence[int] = (64, 32, 16)):
+        super().__init__()
+        layers = _check_layers(layers, "layers")
+        if len(layers) < 2 or layers[0] % 2:
+            raise ValueError(f"layers must have at least two entries and an even first one (the concatenated "
+                             f"embedding width), got {layers}")
+        half = layers[0] // 2
+        self.user_embedding = nn.Embedding(n_users, half)
+        self.item_embedding = nn.Embedding(n_items, half)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(layers[:-1], layers[1:]))
+        self.output = nn.Linear(layers[-1], 1)
+
+    @property
+    def out_features(self) -> int:
+        return self.hidden[-1].out_features
+
+    def _tail(self, h: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden[1:]:
+            h = torch.relu(layer(h))
+        return h
+
+    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer, shape ``(batch, layers[-1])``."""
+        z = torch.cat([self.user_embedding(user), self.item_embedding(item)], dim=-1)
+        return self._tail(torch.relu(self.hidden[0](z)))
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(user, item)).squeeze(-1)
+
+    def score_all(self, user: torch.Tensor, weight: torch.Tensor | None = None,
+                  bias: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Scores of ``user`` against every item, ``(n, n_items)``.
+
+        The first layer acts on a concatenation, so it splits: ``W [p; q] = W_u p + W_i q``. Users and items are each
+        projected once and the pairs are formed by broadcasting, in chunks of users that bound the memory.
+        """
+        if weight is None:
+            weight, bias = self.output.weight[0], self.output.bias[0]
+        first = self.hidden[0]
+        half = self.user_embedding.embedding_dim
+        user_part = self.user_embedding(user) @ first.weight[:, :half].T + first.bias  # (n, h1)
+        item_part = self.item_embedding.weight @ first.weight[:, half:].T  # (n_items, h1)
+        n_items, width = item_part.shape
+        chunk = max(1, _SCORE_CHUNK_FLOATS // max(1, n_items * width))
+        out = [self._tail(torch.relu(up[:, None, :] + item_part[None, :, :])) @ weight
+               for up in user_part.split(chunk)]
+        scores = torch.cat(out) if out else user_part.new_zeros((0, n_items))
+        return scores + (0.0 if bias is None else bias)
+
+    def embedding_tables(self) -> list[tuple[nn.Embedding, str]]:
+        return [(self.user_embedding, "user"), (self.item_embedding, "item")]
+
+
+class NeuMF(nn.Module):
+    r"""NeuMF: GMF and MLP with separate embeddings, their last layers concatenated into one output layer.
+
+    :math:`\hat y_{ui} = h^\top [p^G_u \odot q^G_i;\ \phi_{MLP}(p^M_u, q^M_i)] + b` (He et al. 2017, Section 3.4).
+    :meth:`load_pretrained` sets the weights from trained GMF and MLP networks, as the paper does. Used by: Chapter 7.
+    """
+
+    def __init__(self, n_users: int, n_items: int, n_factors: int = 32, layers: Sequence[int] = (64, 32, 16)):
+        super().__init__()
+        self.gmf = GMF(n_users, n_items, n_factors)
+        self.mlp = MLP(n_users, n_items, layers)
+        # The sub-networks' own output layers are unused here (kept so pretrained weights load one-to-one).
+        self.output = nn.Linear(self.gmf.out_features + self.mlp.out_features, 1)
+
+    @property
+    def out_features(self) -> int:
+        return self.output.in_features
+
+    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.gmf.features(user, item), self.mlp.features(user, item)], dim=-1)
+
+    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+        return self.output(self.features(user, item)).squeeze(-1)
+
+    def score_all(self, user: torch.Tensor, weight: torch.Tensor | None = None,
+                  bias: torch.Tensor | float | None = None) -> torch.Tensor:
+        if weight is None:
+            weight, bias = self.output.weight[0], self.output.bias[0]
+        k = self.gmf.out_features
+        return self.gmf.score_all(user, weight[:k]) + self.mlp.score_all(user, weight[k:], bias)
+
+    def embedding_tables(self) -> list[tuple[nn.Embedding, str]]:
+        return self.gmf.embedding_tables() + self.mlp.embedding_tables()
+
+    @torch.no_grad()
+    def load_pretrained(self, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> "NeuMF":
+        """Copy the weights of trained GMF and MLP networks; the output layer is ``[alpha h_GMF, (1-alpha) h_MLP]``.
+
+        He et al. (2017, Section 3.4.1) pretrain both parts and fuse them with ``alpha = 0.5``.
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.gmf.load_state_dict(gmf.state_dict())
+        self.mlp.load_state_dict(mlp.state_dict())
+        self.output.weight.copy_(torch.cat([alpha * gmf.output.weight, (1 - alpha) * mlp.output.weight], dim=1))
+        self.output.bias.copy_(alpha * gmf.output.bias + (1 - alpha) * mlp.output.bias)
+        return self
+
+
+class _RatingNet(nn.Module):
+    """A scoring network plus global mean and user/item biases (the rating task), or the network alone (implicit)."""
+
+    def __init__(self, core: nn.Module, n_users: int, n_items: int, biases: bool, global_mean: float = 0.0):
+        super().__init__()
+        self.core = core
+        self.biases = biases
+        if biases:
+            self.user_bias = nn.Embedding(n_users, 1)
+            self.item_bias = nn.Embedding(n_items, 1)
+        self.register_buffer("global_mean", torch.tensor(float(global_mean)))
+
+    def forward(self, user, item):
+        out = self.core(user, item)
+        if self.biases:
+            out = out + self.global_mean + self.user_bias(user)[:, 0] + self.item_bias(item)[:, 0]
+        return out
+
+    def score_all(self, user):
+        out = self.core.score_all(user)
+        if self.biases:
+            out = out + self.global_mean + self.user_bias(user) + self.item_bias.weight[:, 0]
+        return out
+
+    def penalty(self, user, item):
+        """Squared norm of the embedding (and bias) rows this batch touches, per example (the usual MF regulariser)."""
+        total = 0.0
+        for table, side in self.core.embedding_tables():
+            total = total + table(user if side == "user" else item).pow(2).sum()
+        if self.biases:
+            total = total + self.user_bias(user).pow(2).sum() + self.item_bias(item).pow(2).sum()
+        return total / len(user)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Negative sampling and the in-batch softmax loss
+# ---------------------------------------------------------------------------------------------------------------------
+def positive_keys(user: torch.Tensor, item: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Sorted unique keys ``user * n_items + item`` of the observed pairs (what :func:`sample_negatives` avoids)."""
+    return torch.unique(user.long() * n_items + item.long())  # torch.unique sorts
+
+
+def sample_negatives(user: torch.Tensor, keys: torch.Tensor, n_items: int, n_negatives: int = 4,
+                     generator: torch.Generator | None = None, max_rounds: int = 100,
+                     return_collisions: bool = False):
+    """Draw ``n_negatives`` items per entry of ``user``, uniformly among the items the user has *not* interacted with.
+
+    Vectorised rejection sampling on ``user``'s device: all candidates are drawn at once, those that hit a positive
+    (a binary search in the sorted ``keys``) are redrawn, and only they, until none is left. He et al. (2017,
+    Section 4.1) sample negatives uniformly from the unobserved items, afresh each epoch. Used by: Chapter 7.
+
+    Parameters
+    ----------
+    user : LongTensor, shape (n,)
+        The user of each positive.
+    keys : LongTensor
+        Sorted keys of every observed pair, from :func:`positive_keys`.
+    n_items : int
+        Catalogue size.
+    n_negatives : int
+        Negatives per entry of ``user``.
+    generator : torch.Generator, optional
+        On ``user``'s device.
+    max_rounds : int
+        Redraw rounds. The chance a candidate still collides after ``r`` rounds is ``d**r`` for a user with a share
+        ``d`` of the catalogue in train (``d < 0.3`` on MovieLens, so ``1e-50`` after 100 rounds); whatever collides
+        after the last round is kept (``return_collisions`` reports how many).
+    return_collisions : bool
+        Also return the number of sampled pairs that are still positives (0 in practice).
+
+    Returns
+    -------
+    user, item : LongTensors of shape (n * n_negatives,)
+        The user repeated ``n_negatives`` times (``repeat_interleave``) and the sampled items.
+    n_collisions : int
+        Only with ``return_collisions``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_negatives < 1`` or a user has interacted with every item (no negative exists).
+    """
+    if n_negatives < 1:
+        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+    if keys.numel() and n_items <= 0:
+        raise ValueError(f"n_items must be positive, got {n_items}")
+    user = user.long()
+    device = user.device
+    # A user with every item has no negative: refuse rather than loop for ever.
+    per_user = torch.bincount(torch.div(keys, n_items, rounding_mode="floor"))
+    if per_user.numel() and int(per_user.max()) >= n_items:
+        raise ValueError("a user has interacted with every item, so no negative can be sampled for them")
+    neg_user = user.repeat_interleave(n_negatives)
+    item = torch.randint(n_items, neg_user.shape, device=device, generator=generator)
+    todo = _collisions(neg_user, item, keys, n_items)
+    for _ in range(max_rounds):
+        if todo.numel() == 0:
+            break
+        item[todo] = torch.randint(n_items, todo.shape, device=device, generator=generator)
+        still = _collisions(neg_user[todo], item[todo], keys, n_items)
+        todo = todo[still]
+    if return_collisions:
+        return neg_user, item, int(todo.numel())
+    return neg_user, item
+
+
+def _collisions(user: torch.Tensor, item: torch.Tensor, keys: torch.Tensor, n_items: int) -> torch.Tensor:
+    """Positions whose (user, item) pair is among the sorted ``keys``."""
+    if keys.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=user.device)
+    cand = user * n_items + item
+    pos = torch.searchsorted(keys, cand).clamp_(max=keys.numel() - 1)
+    return torch.nonzero(keys[pos] == cand, as_tuple=True)[0]
+
+
+def in_batch_softmax_loss(user_vectors: torch.Tensor, item_vectors: torch.Tensor, temperature: float = 1.0,
+                          item_log_q: torch.Tensor | None = None, item_ids: torch.Tensor | None = None
+                          ) -> torch.Tensor:
+    r"""Sampled-softmax loss with the other items of the batch as negatives, optionally logQ-corrected.
+
+    Row ``b`` scores user ``b`` against every item of the batch, :math:`s_{bj} = \langle u_b, v_j\rangle / \tau`;
+    the correct class is ``j = b``. Items enter a batch with probability proportional to their popularity, so
+    in-batch negatives over-penalise popular items; Yi et al. (2019, eq. 3) subtract :math:`\log Q_j` (the log
+    sampling probability of item ``j``) from each logit to correct it. When ``item_ids`` is given, off-diagonal
+    entries whose item equals the row's positive ("accidental hits") are masked out.
+
+    Parameters
+    ----------
+    user_vectors, item_vectors : Tensor, shape (batch, d)
+        Tower outputs for the batch's positive pairs.
+    temperature : float
+        Divides the logits (lower is sharper).
+    item_log_q : Tensor, shape (batch,), optional
+        ``log Q`` of each batch item.
+    item_ids : LongTensor, shape (batch,), optional
+        Item index of each row, to mask accidental hits.
+
+    Returns
+    -------
+    Tensor
+        Mean cross-entropy over the batch. Used by: Chapter 7 (two-tower model).
+    """
+    if user_vectors.shape != item_vectors.shape or user_vectors.dim() != 2:
+        raise ValueError(f"user_vectors and item_vectors must both be (batch, d), got {tuple(user_vectors.shape)} "
+                         f"and {tuple(item_vectors.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    logits = user_vectors @ item_vectors.T / temperature
+    if item_log_q is not None:
+        logits = logits - item_log_q[None, :]
+    if item_ids is not None:
+        same = item_ids[:, None] == item_ids[None, :]
+        same.fill_diagonal_(False)
+        logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(len(logits), device=logits.device)
+    return F.cross_entropy(logits, target)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Estimators
+# ---------------------------------------------------------------------------------------------------------------------
+class _Recommender:
+    """What the NCF and two-tower estimators share: device and seeds, the training set's items, top-k lists."""
+
+    device: torch.device
+    train_: Interactions
+
+    def _setup(self, device, random_state):
+        self.device = get_device(device)
+        self.random_state = random_state
+        self._cpu_gen = torch.Generator().manual_seed(int(random_state))
+        self._dev_gen = torch.Generator(device=self.device).manual_seed(int(random_state))
+
+    def _check_fitted(self):
+        if getattr(self, "net_", None) is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted yet; call fit(train) first")
+
+    def _index(self, x, n: int, what: str) -> torch.Tensor:
+        x = (x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).to(self.device).long().reshape(-1)
+        if x.numel():
+            low, high = torch.aminmax(x)
+            if int(low) < 0 or int(high) >= n:
+                raise ValueError(f"{what} indices must lie in [0, {n}), got values from {int(low)} to {int(high)}")
+        return x
+
+    def score_users(self, user_idx) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-``k`` items for one raw user id, without the items the user has in the training set.
+
+        Returns a DataFrame with the raw ``item`` id, its ``title`` and the ``score``.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        u = int(self.train_.user_index([user_id])[0])
+        scores = self.score_users(torch.tensor([u], device=self.device))[0].float()
+        if exclude_seen:
+            seen = torch.as_tensor(self.train_.item[self.train_.user == u].astype(np.int64), device=self.device)
+            scores[seen] = -math.inf
+        top = torch.topk(scores, min(k, scores.numel())).indices.cpu().numpy()
+        return pd.DataFrame({"item": self.train_.item_ids[top], "title": self.train_.item_titles(top),
+                             "score": scores[top].cpu().numpy()})
+
+
+_KINDS = {"gmf", "mlp", "neumf"}
+_TASKS = {"rating", "implicit"}
+
+
+class NCF(_Recommender):
+    """Neural collaborative filtering (He et al. 2017): GMF, MLP or NeuMF, for ratings or implicit feedback.
+
+    Used by: Chapter 7 and ``benchmarks/neural_ml100k.py``.
+
+    Parameters
+    ----------
+    kind : {"gmf", "mlp", "neumf"}
+        The scoring network: :class:`GMF`, :class:`MLP` or :class:`NeuMF`.
+    task : {"rating", "implicit"}
+        ``"rating"``: squared error on the ratings, with a global mean and user/item biases added to the network's
+        output (the same terms biased MF has, so the comparison with it is fair). ``"implicit"``: binary
+        cross-entropy on every training pair (label 1) and ``n_negatives`` unobserved items per pair (label 0),
+        resampled each epoch.
+    n_factors : int
+        GMF embedding size (GMF and the GMF part of NeuMF).
+    layers : tuple of int
+        MLP widths; ``layers[0]`` is the concatenated embedding width (see :class:`MLP`).
+    n_negatives : int
+        Sampled negatives per positive (implicit task).
+    lr, reg : float
+        Learning rate; L2 penalty on the embedding rows (and biases) of each batch, per example.
+    n_epochs, batch_size : int
+        Passes over the training rows (positives plus negatives for the implicit task) and rows per step.
+    optimizer : str
+        A name from :data:`mfkit.training.OPTIMIZERS`.
+    pretrained : tuple (GMF, MLP) of fitted NCF estimators, optional
+        For ``kind="neumf"``: initialise from them (He et al. 2017, Section 3.4.1); the paper then trains with plain
+        SGD, we keep the chosen optimizer.
+    alpha : float
+        Weight of GMF in the fused output layer when ``pretrained`` is given.
+    device : str or torch.device, optional
+        None picks CUDA when available.
+    random_state : int
+        Seeds initialisation, shuffling and negative sampling.
+    show_progress : bool, optional
+        Progress bar over epochs (default: on unless ``MFKIT_PROGRESS=0``).
+
+    Attributes
+    ----------
+    net_ : torch.nn.Module
+        The trained network.
+    history_ : mfkit.training.History
+        Loss (and validation metric) per epoch.
+    fit_seconds_ : float
+        Wall time of :meth:`fit`, validation excluded.
+    """
+
+    def __init__(self, kind: str = "neumf", task: str = "implicit", n_factors: int = 32,
+                 layers: Sequence[int] = (64, 32, 16), n_negatives: int = 4, lr: float = 0.001, reg: float = 0.0,
+                 n_epochs: int = 20, batch_size: int = 256, optimizer: str = "adam",
+                 pretrained: tuple["NCF", "NCF"] | None = None, alpha: float = 0.5, device=None,
+                 random_state: int = 0, show_progress: bool | None = None):
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        if task not in _TASKS:
+            raise ValueError(f"task must be one of {sorted(_TASKS)}, got {task!r}")
+        for name, value in (("n_factors", n_factors), ("n_negatives", n_negatives), ("n_epochs", n_epochs),
+                            ("batch_size", batch_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if lr <= 0 or reg < 0:
+            raise ValueError(f"lr must be positive and reg non-negative, got lr={lr}, reg={reg}")
+        if pretrained is not None and kind != "neumf":
+            raise ValueError("pretrained=(gmf, mlp) only applies to kind='neumf'")
+        self.kind, self.task = kind, task
+        self.n_factors, self.layers = int(n_factors), _check_layers(layers, "layers")
+        self.n_negatives, self.lr, self.reg = int(n_negatives), float(lr), float(reg)
+        self.n_epochs, self.batch_size, self.optimizer = int(n_epochs), int(batch_size), optimizer
+        self.pretrained, self.alpha = pretrained, alpha
+        self.show_progress = show_progress
+        self._setup(device, random_state)
+        self.net_ = None
+
+    def __repr__(self) -> str:
+        return (f"NCF(kind={self.kind!r}, task={self.task!r}, n_factors={self.n_factors}, layers={self.layers}, "
+                f"lr={self.lr}, reg={self.reg}, n_epochs={self.n_epochs}, batch_size={self.batch_size})")
+
+    # -- building --------------------------------------------------------------------------------------------------
+    def _build(self, n_users: int, n_items: int, global_mean: float) -> nn.Module:
+        if self.kind == "gmf":
+            core = GMF(n_users, n_items, self.n_factors)
+        elif self.kind == "mlp":
+            core = MLP(n_users, n_items, self.layers)
+        else:
+            core = NeuMF(n_users, n_items, self.n_factors, self.layers)
+        net = _RatingNet(core, n_users, n_items, biases=self.task == "rating", global_mean=global_mean)
+        _init_weights(net, torch.Generator().manual_seed(int(self.random_state)))
+        if net.biases:
+            nn.init.zeros_(net.user_bias.weight)
+            nn.init.zeros_(net.item_bias.weight)
+        if self.pretrained is not None:
+            gmf, mlp = self.pretrained
+            for est, want in ((gmf, "gmf"), (mlp, "mlp")):
+                if not isinstance(est, NCF) or est.kind != want or est.net_ is None:
+                    raise ValueError(f"pretrained must be (fitted NCF kind='gmf', fitted NCF kind='mlp'); "
+                                     f"got {est!r} where a fitted {want!r} was expected")
+            core.load_pretrained(gmf.net_.core, mlp.net_.core, self.alpha)  # copy_ moves across devices
+            if net.biases:  # the biases of the two are averaged like the output layer
+                with torch.no_grad():
+                    for name in ("user_bias", "item_bias"):
+                        getattr(net, name).weight.copy_(
+                            self.alpha * getattr(gmf.net_, name).weight
+                            + (1 - self.alpha) * getattr(mlp.net_, name).weight.to(gmf.device))
+        return net.to(self.device)
+
+    # -- training ----------------------------------------------------------------------------------------------------
+    def fit(self, train: Interactions, valid: Interactions | None = None, patience: int | None = None) -> "NCF":
+        """Train on ``train``; with ``valid``, record the validation metric per epoch and keep the best epoch.
+
+        The metric is RMSE (ratings clipped to [1, 5]) for the rating task and nDCG@10 (protocol I1, items seen in
+        ``train`` excluded) for the implicit task. ``patience`` stops after that many epochs without improvement.
+
+        Returns
+        -------
+        self
+        """
+        if not isinstance(train, Interactions) or len(train) == 0:
+            raise ValueError("train must be a non-empty mfkit.data.Interactions")
+        if self.task == "rating" and train.rating is None:
+            raise ValueError("task='rating' needs interactions with ratings; use task='implicit'")
+        self.train_ = train
+        n_users, n_items = train.n_users, train.n_items
+        user, item, rating = train.to_tensors(self.device)
+        global_mean = float(train.rating.mean()) if self.task == "rating" else 0.0
+        self.net_ = net = self._build(n_users, n_items, global_mean)
+        self._seen_user = torch.zeros(n_users, dtype=torch.bool, device=self.device)
+        self._seen_item = torch.zeros(n_items, dtype=torch.bool, device=self.device)
+        self._seen_user[user] = True
+        self._seen_item[item] = True
+
+        if self.task == "rating":
+            epoch_data = {"user": user, "item": item, "target": rating}
+
+            def batches(epoch):
+                return minibatches(len(user), self.batch_size, self.device, self._cpu_gen)
+
+            def loss_fn(idx):
+                u, i = epoch_data["user"][idx], epoch_data["item"][idx]
+                loss = F.mse_loss(net(u, i), epoch_data["target"][idx])
+                return loss + self.reg * net.penalty(u, i) if self.reg else loss
+        else:
+            keys = positive_keys(user, item, n_items)
+            # Duplicate pairs would count twice as positives; the keys are the de-duplicated pairs.
+            pos_user, pos_item = torch.div(keys, n_items, rounding_mode="floor"), keys % n_items
+            ones = torch.ones(len(keys), device=self.device)
+            zeros = torch.zeros(len(keys) * self.n_negatives, device=self.device)
+            epoch_data = {}
+
+            def batches(epoch):
+                neg_user, neg_item = sample_negatives(pos_user, keys, n_items, self.n_negatives, self._dev_gen)
+                epoch_data.update(user=torch.cat([pos_user, neg_user]), item=torch.cat([pos_item, neg_item]),
+                                  target=torch.cat([ones, zeros]))
+                return minibatches(len(epoch_data["user"]), self.batch_size, self.device, self._cpu_gen)
+
+            def loss_fn(idx):
+                u, i = epoch_data["user"][idx], epoch_data["item"][idx]
+                loss = F.binary_cross_entropy_with_logits(net(u, i), epoch_data["target"][idx])
+                return loss + self.reg * net.penalty(u, i) if self.reg else loss
+
+        evaluate, higher = self._validator(train, valid)
+        t0 = time.perf_counter()
+        net.train()
+        self.history_ = train_loop(loss_fn, net, optimizer=self.optimizer, lr=self.lr, n_epochs=self.n_epochs,
+                                   batches=batches, evaluate=evaluate, higher_is_better=higher, patience=patience,
+                                   show_progress=self.show_progress, desc=f"NCF-{self.kind}",
+                                   divergence_hint="Lower lr (Adam: try 1e-3) or raise reg.")
+        net.eval()
+        self.fit_seconds_ = self.history_.records[-1]["seconds"] if self.history_.records else 0.0
+        self.wall_seconds_ = time.perf_counter() - t0
+        return self
+
+    def _validator(self, train, valid):
+        if valid is None:
+            return None, True
+        if self.task == "rating":
+            from .metrics import rmse
+
+            vu, vi, vr = valid.to_tensors(self.device)
+            return (lambda: rmse(self.predict(vu, vi), vr, clip=(1, 5))), False
+        from .metrics import ranking_metrics
+
+        return (lambda: ranking_metrics(self, train, valid, k=10, device=self.device)["ndcg"]), True
+
+    # -- prediction ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, user_idx, item_idx) -> torch.Tensor:
+        """Scores of (user, item) pairs of dense indices: predicted ratings (rating task) or logits (implicit).
+
+        For the rating task, a user or item absent from the training set gets the global mean plus whatever bias is
+        known (protocol E1), not the output of an untrained embedding.
+        """
+        self._check_fitted()
+        u = self._index(user_idx, self.train_.n_users, "user")
+        i = self._index(item_idx, self.train_.n_items, "item")
+        was_training = self.net_.training
+        self.net_.eval()
+        out = torch.cat([self.net_(a, b) for a, b in zip(u.split(1 << 16), i.split(1 << 16))]) if len(u) else \
+            torch.zeros(0, device=self.device)
+        self.net_.train(was_training)
+        if self.task == "rating":
+            su, si = self._seen_user[u], self._seen_item[i]
+            fallback = (self.net_.global_mean + self.net_.user_bias(u)[:, 0] * su
+                        + self.net_.item_bias(i)[:, 0] * si)
+            out = torch.where(su & si, out, fallback)
+        return out
+
+    @torch.no_grad()
+    def score_users(self, user_idx) -> torch.Tensor:
+        """Scores of every item for each user in ``user_idx``, shape ``(n, n_items)`` (for ranking and top-k)."""
+        self._check_fitted()
+        u = self._index(user_idx, self.train_.n_users, "user")
+        return self.net_.score_all(u)
+
+
+class Tower(nn.Module):
+    """One tower of a two-tower model: an embedding table, then optional ReLU layers and a linear projection.
+
+    ``layers=()`` leaves the embedding as the output (the two-tower model is then matrix factorization trained with a
+    softmax loss). Used by: Chapter 7.
+    """
+
+    def __init__(self, n: int, n_factors: int, layers: Sequence[int] = ()):
+        super().__init__()
+        layers = _check_layers(layers, "tower_layers")
+        self.embedding = nn.Embedding(n, n_factors)
+        widths = (n_factors,) + layers
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+
+    @property
+    def out_features(self) -> int:
+        return self.layers[-1].out_features if len(self.layers) else self.embedding.embedding_dim
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.embedding(idx)
+        for j, layer in enumerate(self.layers):
+            h = layer(h)
+            if j < len(self.layers) - 1:  # no activation on the last layer: its output is the vector dot-producted
+                h = torch.relu(h)
+        return h
+
+
+class _TwoTowerNet(nn.Module):
+    def __init__(self, n_users, n_items, n_factors, tower_layers, normalize):
+        super().__init__()
+        self.user_tower = Tower(n_users, n_factors, tower_layers)
+        self.item_tower = Tower(n_items, n_factors, tower_layers)
+        self.normalize = normalize
+
+    def users(self, idx):
+        v = self.user_tower(idx)
+        return F.normalize(v, dim=-1) if self.normalize else v
+
+    def items(self, idx):
+        v = self.item_tower(idx)
+        return F.normalize(v, dim=-1) if self.normalize else v
+
+
+class TwoTower(_Recommender):
+    """Two-tower retrieval model: user and item towers scored by a dot product, trained with in-batch softmax.
+
+    Each batch holds ``batch_size`` observed (user, item) pairs; every user is scored against all the batch's items
+    and the loss is the softmax cross-entropy of its own item (:func:`in_batch_softmax_loss`), with Yi et al.'s
+    (2019) logQ correction when ``logq_correction`` is on (``Q`` = the item's share of the training pairs). After
+    training the item tower is run once for the whole catalogue (:meth:`item_vectors`), so recommending is one matrix
+    product — the step that approximate nearest-neighbour search replaces in production (Covington et al. 2016).
+
+    Used by: Chapter 7 and ``benchmarks/neural_ml100k.py``.
+
+    Parameters
+    ----------
+    n_factors : int
+        Embedding size of both towers.
+    tower_layers : tuple of int
+        Widths of the layers after each embedding; ``()`` for none. The last width is the vector size.
+    temperature : float
+        Divides the logits during training.
+    logq_correction : bool
+        Subtract ``log Q(item)`` from the in-batch logits (Yi et al. 2019).
+    normalize : bool
+        L2-normalise the tower outputs (cosine similarity; Yi et al. do so, with a temperature).
+    remove_accidental_hits : bool
+        Mask in-batch negatives that are the row's own positive item.
+    lr, reg, n_epochs, batch_size, optimizer :
+        As in :class:`NCF`; ``reg`` is the L2 penalty on the batch's embedding rows.
+    device, random_state, show_progress :
+        As in :class:`NCF`.
+    """
+
+    def __init__(self, n_factors: int = 64, tower_layers: Sequence[int] = (), temperature: float = 0.1,
+                 logq_correction: bool = True, normalize: bool = False, remove_accidental_hits: bool = True,
+                 lr: float = 0.005, reg: float = 0.0, n_epochs: int = 20, batch_size: int = 1024,
+                 optimizer: str = "adam", device=None, random_state: int = 0, show_progress: bool | None = None):
+        for name, value in (("n_factors", n_factors), ("n_epochs", n_epochs), ("batch_size", batch_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if batch_size < 2:
+            raise ValueError("batch_size must be >= 2: the other items of a batch are the negatives")
+        if temperature <= 0 or lr <= 0 or reg < 0:
+            raise ValueError(f"temperature and lr must be positive and reg non-negative, got temperature="
+                             f"{temperature}, lr={lr}, reg={reg}")
+        self.n_factors, self.tower_layers = int(n_factors), _check_layers(tower_layers, "tower_layers")
+        self.temperature, self.logq_correction, self.normalize = float(temperature), logq_correction, normalize
+        self.remove_accidental_hits = remove_accidental_hits
+        self.lr, self.reg, self.n_epochs, self.batch_size = float(lr), float(reg), int(n_epochs), int(batch_size)
+        self.optimizer, self.show_progress = optimizer, show_progress
+        self._setup(device, random_state)
+        self.net_ = None
+        self._item_cache = None
+
+    def __repr__(self) -> str:
+        return (f"TwoTower(n_factors={self.n_factors}, tower_layers={self.tower_layers}, temperature="
+                f"{self.temperature}, logq_correction={self.logq_correction}, lr={self.lr}, reg={self.reg}, "
+                f"n_epochs={self.n_epochs}, batch_size={self.batch_size})")
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, patience: int | None = None
+            ) -> "TwoTower":
+        """Train on the observed pairs of ``train``; with ``valid``, keep the epoch of best nDCG@10 (protocol I1)."""
+        if not isinstance(train, Interactions) or len(train) == 0:
+            raise ValueError("train must be a non-empty mfkit.data.Interactions")
+        self.train_ = train
+        n_items = train.n_items
+        keys = positive_keys(*train.to_tensors(self.device)[:2], n_items)
+        user, item = torch.div(keys, n_items, rounding_mode="floor"), keys % n_items
+        counts = torch.bincount(item, minlength=n_items).float()
+        log_q = torch.log(counts.clamp(min=1) / counts.sum())
+        self.net_ = net = _TwoTowerNet(train.n_users, n_items, self.n_factors, self.tower_layers, self.normalize)
+        _init_weights(net, torch.Generator().manual_seed(int(self.random_state)), embedding_std=0.1)
+        net.to(self.device)
+        self._item_cache = None
+
+        def batches(epoch):
+            self._item_cache = None  # the towers change: the cached item vectors are stale
+            return minibatches(len(user), self.batch_size, self.device, self._cpu_gen)
+
+        def loss_fn(idx):
+            u, i = user[idx], item[idx]
+            loss = in_batch_softmax_loss(net.users(u), net.items(i), self.temperature,
+                                         log_q[i] if self.logq_correction else None,
+                                         i if self.remove_accidental_hits else None)
+            if self.reg:
+                loss = loss + self.reg * (net.user_tower.embedding(u).pow(2).sum()
+                                          + net.item_tower.embedding(i).pow(2).sum()) / len(idx)
+            return loss
+
+        evaluate = None
+        if valid is not None:
+            from .metrics import ranking_metrics
+
+            def evaluate():
+                self._item_cache = None
+                return ranking_metrics(self, train, valid, k=10, device=self.device)["ndcg"]
+
+        net.train()
+        self.history_ = train_loop(loss_fn, net, optimizer=self.optimizer, lr=self.lr, n_epochs=self.n_epochs,
+                                   batches=batches, evaluate=evaluate, higher_is_better=True, patience=patience,
+                                   show_progress=self.show_progress, desc="two-tower",
+                                   divergence_hint="Lower lr or raise the temperature.")
+        net.eval()
+        self._item_cache = None  # train_loop may have restored the best epoch's weights
+        self.fit_seconds_ = self.history_.records[-1]["seconds"] if self.history_.records else 0.0
+        return self
+
+    @torch.no_grad()
+    def item_vectors(self) -> torch.Tensor:
+        """The item tower's output for the whole catalogue, ``(n_items, d)``, computed once and cached."""
+        self._check_fitted()
+        if self._item_cache is None:
+            self._item_cache = self.net_.items(torch.arange(self.train_.n_items, device=self.device))
+        return self._item_cache
+
+    @torch.no_grad()
+    def user_vectors(self, user_idx) -> torch.Tensor:
+        """The user tower's output for dense user indices, ``(n, d)``."""
+        self._check_fitted()
+        return self.net_.users(self._index(user_idx, self.train_.n_users, "user"))
+
+    @torch.no_grad()
+    def predict(self, user_idx, item_idx) -> torch.Tensor:
+        """Dot-product scores of (user, item) pairs computed through both towers."""
+        self._check_fitted()
+        u = self._index(user_idx, self.train_.n_users, "user")
+        i = self._index(item_idx, self.train_.n_items, "item")
+        return (self.net_.users(u) * self.net_.items(i)).sum(-1)
+
+    @torch.no_grad()
+    def score_users(self, user_idx) -> torch.Tensor:
+        """Scores of every item for each user: user tower output times the cached item vectors, ``(n, n_items)``."""
+        return self.user_vectors(user_idx) @ self.item_vectors().T

@@ -207,6 +207,11 @@ def _format(value, kind: str) -> str:
         return value
     if kind == "metric":
         return f"{value:.4f}"
+    if kind == "reference":  # 3 decimals, or the 4 the source gave: 0.42 -> 0.420, 0.9355 stays
+        decimals = len(repr(float(value)).split(".")[1]) if "e" not in repr(float(value)) else 4
+        return f"{value:.{min(4, max(3, decimals))}f}"
+    if kind == "text":
+        return f"{value:g}" if isinstance(value, float) else str(value)
     if kind == "count":
         return f"{int(value):,}"
     if kind == "sig3":
@@ -256,8 +261,10 @@ def results_table(protocol: str, payloads: dict[str, dict], references: list[dic
         rows.append({"model": record["model"], "source": _chapter_cell(record.get("chapter"), book_dir),
                      **{c.key: _format(record.get(c.key), c.kind) for c in spec.columns}, "notes": notes})
     for ref in references or []:
+        # Reference figures keep the digits their source gave (0.934 is not 0.9340).
         rows.append({"model": ref["model"], "source": ref["source"],
-                     **{c.key: _format(ref.get(c.key), c.kind) for c in spec.columns}, "notes": ref.get("notes", "")})
+                     **{c.key: _format(ref.get(c.key), "reference" if c.kind == "metric" else c.kind)
+                        for c in spec.columns}, "notes": ref.get("notes", "")})
     headers = {"model": "model", "source": "from", **{c.key: c.header for c in spec.columns}, "notes": "notes"}
     table = pd.DataFrame(rows, columns=list(headers))
     # An optional column nobody filled would only add an empty column to the page.
@@ -314,7 +321,7 @@ def results_section(protocol: str, payloads: dict[str, dict], references: list[d
 def install_cell_source(repository_url: str) -> str:
     """The first cell of every chapter: installs mfkit from the book's repository when it is missing (Colab, a bare
     Jupyter), and does nothing, silently, where mfkit is installed (the book's .venv, CI, nbval)."""
-    return ("# Installs mfkit when it is missing (Colab, Binder); does nothing where it is installed.\n"
+    return ("# Colab, Binder: install mfkit when it is missing (a no-op where it is installed).\n"
             "try:\n"
             "    import mfkit\n"
             "except ImportError:\n"

@@ -130,9 +130,39 @@ def weighted_loss_dense(U: torch.Tensor, V: torch.Tensor, R: torch.Tensor, unobs
     return _reduce(total, U.shape[0], V.shape[0], reduction)
 
 
+class _ObservedTerm(torch.autograd.Function):
+    """``Σ_O [(1 − x)² − w x²]`` with ``x = u·v``, its gradient accumulated chunk by chunk in the forward pass.
+
+    Plain autograd keeps ``U[user]`` and ``V[item]`` (``nnz × k`` each) for the backward pass: 51 GB for Netflix at
+    k = 64. Here only ``chunk × k`` floats are alive at a time and the saved state is two gradients of the size of
+    ``U`` and ``V``.
+    """
+
+    @staticmethod
+    def forward(ctx, U, V, user, item, unobserved_weight, chunk_size):
+        grad_U, grad_V = torch.zeros_like(U), torch.zeros_like(V)
+        total = U.new_zeros(())
+        for start in range(0, len(user), chunk_size):
+            u, i = user[start:start + chunk_size], item[start:start + chunk_size]
+            Uu, Vi = U[u], V[i]
+            x = (Uu * Vi).sum(1)
+            total += ((1.0 - x) ** 2 - unobserved_weight * x ** 2).sum()
+            dx = -2.0 * (1.0 - x) - 2.0 * unobserved_weight * x  # d/dx of the summand
+            grad_U.index_add_(0, u, dx[:, None] * Vi)
+            grad_V.index_add_(0, i, dx[:, None] * Uu)
+        ctx.save_for_backward(grad_U, grad_V)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_U, grad_V = ctx.saved_tensors
+        return grad_out * grad_U, grad_out * grad_V, None, None, None, None
+
+
 def weighted_loss_gram(U: torch.Tensor, V: torch.Tensor, user: torch.Tensor, item: torch.Tensor,
                        unobserved_weight: float, reg: float, *, user_reg: torch.Tensor | None = None,
-                       item_reg: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+                       item_reg: torch.Tensor | None = None, reduction: str = "mean",
+                       chunk_size: int | None = None) -> torch.Tensor:
     """The same value as :func:`weighted_loss_dense` (``loss="squared"``) without the dense matrix.
 
     Split the unobserved sum as "all cells minus observed cells":
@@ -151,6 +181,9 @@ def weighted_loss_gram(U: torch.Tensor, V: torch.Tensor, user: torch.Tensor, ite
     ----------
     user, item : (nnz,) int64 tensors
         The observed pairs, each pair once (duplicates would be counted twice).
+    chunk_size : int, optional
+        Process the observed pairs this many at a time, with the gradient accumulated during the forward pass
+        (memory ``chunk_size × k`` instead of ``nnz × k``; first derivatives only). None: plain autograd.
     Other parameters as :func:`weighted_loss_dense`.
 
     Used by: Chapter 2 (``solver="gram"``), Chapter 4 (optimizer comparison).
@@ -159,8 +192,13 @@ def weighted_loss_gram(U: torch.Tensor, V: torch.Tensor, user: torch.Tensor, ite
     if user.shape != item.shape or user.ndim != 1:
         raise ValueError(f"user and item must be 1-D index tensors of one length, got {tuple(user.shape)} and "
                          f"{tuple(item.shape)}")
-    x = (U[user] * V[item]).sum(1)
-    observed_term = ((1.0 - x) ** 2 - unobserved_weight * x ** 2).sum()
+    if chunk_size is None:
+        x = (U[user] * V[item]).sum(1)
+        observed_term = ((1.0 - x) ** 2 - unobserved_weight * x ** 2).sum()
+    else:
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        observed_term = _ObservedTerm.apply(U, V, user, item, float(unobserved_weight), int(chunk_size))
     all_cells_term = unobserved_weight * ((U.T @ U) * (V.T @ V)).sum()
     total = observed_term + all_cells_term + _regulariser(U, V, reg, user_reg, item_reg)
     return _reduce(total, U.shape[0], V.shape[0], reduction)
@@ -222,6 +260,9 @@ class _PaddedRows:
             span = np.arange(1, n - start + 1)
             padded = span * np.maximum(sorted_counts[start:], 1)
             end = start + max(1, int(np.searchsorted(padded, budget, side="right")))
+            # also keep the longest row within 25% (+8) of the shortest, so padding wastes at most ~25%
+            end = min(end, start + max(1, int(np.searchsorted(sorted_counts[start:],
+                                                              1.25 * sorted_counts[start] + 8, side="right"))))
             chunk_rows = by_length[start:end]
             width = int(sorted_counts[end - 1])
             slot = np.arange(width)
@@ -244,10 +285,11 @@ def _solve_rows(other: torch.Tensor, layout: _PaddedRows, out: torch.Tensor, uno
     k = other.shape[1]
     gram = unobserved_weight * (other.T @ other)
     padded_other = torch.cat([other, other.new_zeros(1, k)])
-    eye = torch.eye(k, dtype=other.dtype, device=other.device)
     for rows, idx in layout.chunks:
         P = padded_other[idx]                                          # (rows, width, k), zero rows in the padding
-        A = gram + (1.0 - unobserved_weight) * torch.bmm(P.transpose(1, 2), P) + row_lambda[rows, None, None] * eye
+        # A = w·G + (1 − w)·PᵀP + λ_u I, in one fused pass plus an in-place diagonal update
+        A = torch.baddbmm(gram.expand(len(rows), k, k), P.transpose(1, 2), P, alpha=1.0 - unobserved_weight)
+        A.diagonal(dim1=1, dim2=2).add_(row_lambda[rows, None])
         b = P.sum(1)
         L, info = torch.linalg.cholesky_ex(A)
         if bool((info != 0).any()):  # not positive definite (w > 1 with little regularisation): general solver
@@ -305,7 +347,8 @@ class WeightedMF:
     show_progress : bool or None
         Progress bar over epochs/sweeps; default follows ``$MFKIT_PROGRESS``.
     als_chunk : int
-        ALS: padded observed cells gathered at once (memory ``als_chunk × n_factors`` floats).
+        Memory budget, in floats, of the gathered factor rows of observed cells: ALS gathers at most this many at a
+        time, and the Gram solver switches to its chunked observed term when ``nnz × n_factors`` exceeds it.
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -423,8 +466,10 @@ class WeightedMF:
             loss_fn = lambda _: weighted_loss_dense(U, V, R, w, reg, user_reg=user_reg, item_reg=item_reg,  # noqa
                                                     loss=self.loss)
         else:
+            # plain autograd while U[user] and V[item] fit in the chunk budget, chunked beyond
+            chunk = None if len(user) * self.n_factors <= self.als_chunk else max(1, self.als_chunk // self.n_factors)
             loss_fn = lambda _: weighted_loss_gram(U, V, user, item, w, reg, user_reg=user_reg,  # noqa: E731
-                                                   item_reg=item_reg)
+                                                   item_reg=item_reg, chunk_size=chunk)
         self.history_ = train_loop(
             loss_fn, [U, V], optimizer=self.optimizer, lr=self.lr, n_epochs=self.n_epochs, evaluate=evaluate,
             patience=patience, show_progress=self.show_progress, desc=f"WeightedMF {self.solver}",

@@ -59,9 +59,16 @@ def _check_layers(layers: Sequence[int], what: str) -> tuple[int, ...]:
     return layers
 
 
+def _rows(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+    """Gather embedding rows. ``index_select`` rather than ``table(idx)``: its backward (``index_add_``) is about twice
+    as fast on the CPU as ``embedding_dense_backward``, the largest cost of a training step here."""
+    return table.weight.index_select(0, idx)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
-# The three NCF scoring networks. Each exposes ``features(u, i)`` (the last hidden layer, what NeuMF concatenates),
-# ``forward(u, i)`` (one score per pair), ``score_all(u)`` (users x all items, vectorised) and ``embedding_tables()``.
+# The three NCF scoring networks. Each exposes ``lookup(u, i)`` (the embedding rows a batch touches, gathered once and
+# reused by the regulariser), ``features_from(rows)`` (the last hidden layer, what NeuMF concatenates),
+# ``forward(u, i)`` (one score per pair) and ``score_all(u)`` (users x all items, vectorised).
 # ---------------------------------------------------------------------------------------------------------------------
 class GMF(nn.Module):
     r"""Generalised matrix factorization: :math:`\hat y_{ui} = h^\top (p_u \odot q_i) + b`.
@@ -87,12 +94,18 @@ class GMF(nn.Module):
     def out_features(self) -> int:
         return self.user_embedding.embedding_dim
 
-    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def lookup(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _rows(self.user_embedding, user), _rows(self.item_embedding, item)
+
+    def features_from(self, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Element-wise product ``p_u * q_i``, shape ``(batch, n_factors)``."""
-        return self.user_embedding(user) * self.item_embedding(item)
+        return rows[0] * rows[1]
+
+    def forward_from(self, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.output(self.features_from(rows)).squeeze(-1)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        return self.output(self.features(user, item)).squeeze(-1)
+        return self.forward_from(self.lookup(user, item))
 
     def score_all(self, user: torch.Tensor, weight: torch.Tensor | None = None,
                   bias: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -102,10 +115,8 @@ class GMF(nn.Module):
         """
         if weight is None:
             weight, bias = self.output.weight[0], self.output.bias[0]
-        return (self.user_embedding(user) * weight) @ self.item_embedding.weight.T + (0.0 if bias is None else bias)
-
-    def embedding_tables(self) -> list[tuple[nn.Embedding, str]]:
-        return [(self.user_embedding, "user"), (self.item_embedding, "item")]
+        return (_rows(self.user_embedding, user) * weight) @ self.item_embedding.weight.T + (0.0 if bias is None
+                                                                                           else bias)
 
 
 class MLP(nn.Module):
@@ -137,13 +148,19 @@ class MLP(nn.Module):
             h = torch.relu(layer(h))
         return h
 
-    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
+    def lookup(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return _rows(self.user_embedding, user), _rows(self.item_embedding, item)
+
+    def features_from(self, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """The last hidden layer, shape ``(batch, layers[-1])``."""
-        z = torch.cat([self.user_embedding(user), self.item_embedding(item)], dim=-1)
+        z = torch.cat(rows, dim=-1)
         return self._tail(torch.relu(self.hidden[0](z)))
 
+    def forward_from(self, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.output(self.features_from(rows)).squeeze(-1)
+
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        return self.output(self.features(user, item)).squeeze(-1)
+        return self.forward_from(self.lookup(user, item))
 
     def score_all(self, user: torch.Tensor, weight: torch.Tensor | None = None,
                   bias: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -156,7 +173,7 @@ class MLP(nn.Module):
             weight, bias = self.output.weight[0], self.output.bias[0]
         first = self.hidden[0]
         half = self.user_embedding.embedding_dim
-        user_part = self.user_embedding(user) @ first.weight[:, :half].T + first.bias  # (n, h1)
+        user_part = _rows(self.user_embedding, user) @ first.weight[:, :half].T + first.bias  # (n, h1)
         item_part = self.item_embedding.weight @ first.weight[:, half:].T  # (n_items, h1)
         n_items, width = item_part.shape
         chunk = max(1, _SCORE_CHUNK_FLOATS // max(1, n_items * width))
@@ -164,9 +181,6 @@ class MLP(nn.Module):
                for up in user_part.split(chunk)]
         scores = torch.cat(out) if out else user_part.new_zeros((0, n_items))
         return scores + (0.0 if bias is None else bias)
-
-    def embedding_tables(self) -> list[tuple[nn.Embedding, str]]:
-        return [(self.user_embedding, "user"), (self.item_embedding, "item")]
 
 
 class NeuMF(nn.Module):
@@ -187,11 +201,17 @@ class NeuMF(nn.Module):
     def out_features(self) -> int:
         return self.output.in_features
 
-    def features(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.gmf.features(user, item), self.mlp.features(user, item)], dim=-1)
+    def lookup(self, user: torch.Tensor, item: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.gmf.lookup(user, item) + self.mlp.lookup(user, item)
+
+    def features_from(self, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.cat([self.gmf.features_from(rows[:2]), self.mlp.features_from(rows[2:])], dim=-1)
+
+    def forward_from(self, rows: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self.output(self.features_from(rows)).squeeze(-1)
 
     def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        return self.output(self.features(user, item)).squeeze(-1)
+        return self.forward_from(self.lookup(user, item))
 
     def score_all(self, user: torch.Tensor, weight: torch.Tensor | None = None,
                   bias: torch.Tensor | float | None = None) -> torch.Tensor:
@@ -199,9 +219,6 @@ class NeuMF(nn.Module):
             weight, bias = self.output.weight[0], self.output.bias[0]
         k = self.gmf.out_features
         return self.gmf.score_all(user, weight[:k]) + self.mlp.score_all(user, weight[k:], bias)
-
-    def embedding_tables(self) -> list[tuple[nn.Embedding, str]]:
-        return self.gmf.embedding_tables() + self.mlp.embedding_tables()
 
     @torch.no_grad()
     def load_pretrained(self, gmf: GMF, mlp: MLP, alpha: float = 0.5) -> "NeuMF":
@@ -230,26 +247,24 @@ class _RatingNet(nn.Module):
             self.item_bias = nn.Embedding(n_items, 1)
         self.register_buffer("global_mean", torch.tensor(float(global_mean)))
 
-    def forward(self, user, item):
-        out = self.core(user, item)
+    def forward(self, user, item, with_penalty: bool = False):
+        """Scores of the pairs; with ``with_penalty`` also the squared norm of the embedding (and bias) rows the
+        batch touches, per example (the usual MF regulariser), from the same gathered rows."""
+        rows = self.core.lookup(user, item)
+        out = self.core.forward_from(rows)
         if self.biases:
-            out = out + self.global_mean + self.user_bias(user)[:, 0] + self.item_bias(item)[:, 0]
-        return out
+            bu, bi = _rows(self.user_bias, user)[:, 0], _rows(self.item_bias, item)[:, 0]
+            out = out + self.global_mean + bu + bi
+            rows = rows + (bu, bi)
+        if not with_penalty:
+            return out
+        return out, sum(r.pow(2).sum() for r in rows) / len(user)
 
     def score_all(self, user):
         out = self.core.score_all(user)
         if self.biases:
-            out = out + self.global_mean + self.user_bias(user) + self.item_bias.weight[:, 0]
+            out = out + self.global_mean + _rows(self.user_bias, user) + self.item_bias.weight[:, 0]
         return out
-
-    def penalty(self, user, item):
-        """Squared norm of the embedding (and bias) rows this batch touches, per example (the usual MF regulariser)."""
-        total = 0.0
-        for table, side in self.core.embedding_tables():
-            total = total + table(user if side == "user" else item).pow(2).sum()
-        if self.biases:
-            total = total + self.user_bias(user).pow(2).sum() + self.item_bias(item).pow(2).sum()
-        return total / len(user)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -567,8 +582,8 @@ class NCF(_Recommender):
 
             def loss_fn(idx):
                 u, i = epoch_data["user"][idx], epoch_data["item"][idx]
-                loss = F.mse_loss(net(u, i), epoch_data["target"][idx])
-                return loss + self.reg * net.penalty(u, i) if self.reg else loss
+                pred, penalty = net(u, i, with_penalty=True)
+                return F.mse_loss(pred, epoch_data["target"][idx]) + self.reg * penalty
         else:
             keys = positive_keys(user, item, n_items)
             # Duplicate pairs would count twice as positives; the keys are the de-duplicated pairs.
@@ -585,8 +600,8 @@ class NCF(_Recommender):
 
             def loss_fn(idx):
                 u, i = epoch_data["user"][idx], epoch_data["item"][idx]
-                loss = F.binary_cross_entropy_with_logits(net(u, i), epoch_data["target"][idx])
-                return loss + self.reg * net.penalty(u, i) if self.reg else loss
+                logits, penalty = net(u, i, with_penalty=True)
+                return F.binary_cross_entropy_with_logits(logits, epoch_data["target"][idx]) + self.reg * penalty
 
         evaluate, higher = self._validator(train, valid)
         t0 = time.perf_counter()
@@ -630,8 +645,8 @@ class NCF(_Recommender):
         self.net_.train(was_training)
         if self.task == "rating":
             su, si = self._seen_user[u], self._seen_item[i]
-            fallback = (self.net_.global_mean + self.net_.user_bias(u)[:, 0] * su
-                        + self.net_.item_bias(i)[:, 0] * si)
+            fallback = (self.net_.global_mean + _rows(self.net_.user_bias, u)[:, 0] * su
+                        + _rows(self.net_.item_bias, i)[:, 0] * si)
             out = torch.where(su & si, out, fallback)
         return out
 
@@ -662,7 +677,10 @@ class Tower(nn.Module):
         return self.layers[-1].out_features if len(self.layers) else self.embedding.embedding_dim
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.embedding(idx)
+        return self.project(_rows(self.embedding, idx))
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The layers on top of gathered embedding rows ``h``."""
         for j, layer in enumerate(self.layers):
             h = layer(h)
             if j < len(self.layers) - 1:  # no activation on the last layer: its output is the vector dot-producted
@@ -677,13 +695,20 @@ class _TwoTowerNet(nn.Module):
         self.item_tower = Tower(n_items, n_factors, tower_layers)
         self.normalize = normalize
 
-    def users(self, idx):
-        v = self.user_tower(idx)
+    def _finish(self, v):
         return F.normalize(v, dim=-1) if self.normalize else v
 
+    def users(self, idx):
+        return self._finish(self.user_tower(idx))
+
     def items(self, idx):
-        v = self.item_tower(idx)
-        return F.normalize(v, dim=-1) if self.normalize else v
+        return self._finish(self.item_tower(idx))
+
+    def batch(self, user, item):
+        """User and item vectors of a batch of pairs, and the squared norm of their embedding rows per pair."""
+        eu, ei = _rows(self.user_tower.embedding, user), _rows(self.item_tower.embedding, item)
+        penalty = (eu.pow(2).sum() + ei.pow(2).sum()) / len(user)
+        return self._finish(self.user_tower.project(eu)), self._finish(self.item_tower.project(ei)), penalty
 
 
 class TwoTower(_Recommender):
@@ -765,13 +790,11 @@ class TwoTower(_Recommender):
 
         def loss_fn(idx):
             u, i = user[idx], item[idx]
-            loss = in_batch_softmax_loss(net.users(u), net.items(i), self.temperature,
+            user_vecs, item_vecs, penalty = net.batch(u, i)
+            loss = in_batch_softmax_loss(user_vecs, item_vecs, self.temperature,
                                          log_q[i] if self.logq_correction else None,
                                          i if self.remove_accidental_hits else None)
-            if self.reg:
-                loss = loss + self.reg * (net.user_tower.embedding(u).pow(2).sum()
-                                          + net.item_tower.embedding(i).pow(2).sum()) / len(idx)
-            return loss
+            return loss + self.reg * penalty
 
         evaluate = None
         if valid is not None:

@@ -19,11 +19,11 @@ def e1(**kw):
     return record
 
 
-def payload(records, modules=("mfkit/book.py",), script="explicit_ml100k"):
+def payload(records, modules=("mfkit/book.py",), script="explicit_ml100k", root=ROOT):
     return {"script": script, "command": f"python benchmarks/{script}.py", "date": "2026-01-01",
             "machine": {"python": "3.11", "torch": "2.13.0", "cpu_threads": 2, "cuda": None, "processor": "x86_64",
                         "cores": 2},
-            "modules": list(modules), "modules_hash": book.modules_hash(list(modules), ROOT), "records": records}
+            "modules": list(modules), "modules_hash": book.modules_hash(list(modules), root), "records": records}
 
 
 # --- modules_hash ------------------------------------------------------------------------------------------------
@@ -106,10 +106,16 @@ def test_results_table_lists_mfkit_rows_by_chapter_then_references(tmp_path):
     assert list(table["model"]) == ["Biased MF", "NeuMF", "Surprise SVD"]
     assert list(table["from"]) == ["mfkit, [Chapter 5](05_explicit_mf.ipynb)", "mfkit, Chapter 7",
                                    "Surprise, measured here"]
-    assert list(table["RMSE"]) == ["0.9123", "0.9123", "0.9355"]  # 4 decimals
+    assert list(table["RMSE"]) == ["0.9123", "0.9123", "0.9355"]  # measured: 4 decimals
     assert list(table["fit (s)"]) == ["0.412", "0.412", "0.7"]      # 3 significant figures; text kept as is
     assert table["notes"].iloc[1] == "mean over seeds 0, 1, 2, 3, 4; k=32"
     assert "RMSE std over seeds" not in table.columns  # optional and empty everywhere
+
+
+def test_reference_figures_keep_the_digits_of_their_source():
+    values = [("a", 0.42), ("b", 0.9355), ("c", 0.934), ("d", "≥ 0.48")]
+    refs = [{"model": m, "source": "s", "ndcg": v} for m, v in values]
+    assert list(book.results_table("I1", {}, refs)["nDCG@10"]) == ["0.420", "0.9355", "0.934", "≥ 0.48"]
 
 
 def test_results_table_rejects_an_unknown_protocol():
@@ -131,8 +137,7 @@ def test_results_section_says_what_to_run_and_flags_stale_results(tmp_path):
     (tmp_path / "mfkit").mkdir()
     module = tmp_path / "mfkit" / "m.py"
     module.write_text("x = 1\n")
-    run = payload([e1()], modules=["mfkit/m.py"])
-    run["modules_hash"] = book.modules_hash(["mfkit/m.py"], tmp_path)
+    run = payload([e1()], modules=["mfkit/m.py"], root=tmp_path)
     text = book.results_section("E1", {"explicit_ml100k": run}, root=tmp_path)
     assert "`python benchmarks/explicit_ml100k.py` on 2026-01-01" in text
     assert "not yet measured: run `python benchmarks/neural_ml100k.py`" in text
@@ -144,7 +149,7 @@ def test_results_section_says_what_to_run_and_flags_stale_results(tmp_path):
 
 def test_results_section_without_any_results_names_every_script():
     text = book.results_section("I1", {}, [{"model": "BPR", "source": "published", "ndcg": 0.442}])
-    assert "| BPR | published | 0.4420 |" in text
+    assert "| BPR | published | 0.442 |" in text  # a reference keeps the digits its source gave
     for script in book.EXPECTED_SCRIPTS["I1"]:
         assert f"run `python benchmarks/{script}.py`" in text
 
@@ -180,6 +185,42 @@ def test_install_cell_is_valid_ipython_and_silent_when_mfkit_is_installed(capsys
     assert capsys.readouterr().out == ""
 
 
+def test_install_cell_installs_mfkit_where_it_is_missing():
+    import builtins
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    python = TransformerManager().transform_cell(book.install_cell_source("https://github.com/example/mfkit"))
+    installed, calls = [], []
+
+    def fake_import(name, *args, **kwargs):  # a fresh Colab runtime: no mfkit until pip has run
+        if name == "mfkit" and not installed:
+            raise ImportError("No module named 'mfkit'")
+        return builtins.__import__(name, *args, **kwargs)
+
+    class FakeShell:
+        def run_line_magic(self, name, line):
+            calls.append((name, line))
+            installed.append(True)
+
+    namespace = {"get_ipython": lambda: FakeShell(), "__builtins__": {**vars(builtins), "__import__": fake_import}}
+    exec(compile(python, "<install cell>", "exec"), namespace)
+    assert calls == [("pip", 'install -q "mfkit @ git+https://github.com/example/mfkit"')]
+    assert namespace["mfkit"].__name__ == "mfkit"
+
+
+def test_install_cells_of_the_chapters_name_the_repository_of_config():
+    import yaml
+
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    for notebook in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and "%pip install" in source and "mfkit" in source:
+                assert f"git+{url}" in source, (f"{notebook.name}: the install cell does not name the repository of "
+                                                f"_config.yml ({url}); use mfkit.book.install_cell_source(url)")
+
+
 # --- benchmarks/_common.save_results -----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -207,3 +248,37 @@ def test_save_results_warns_about_records_the_page_cannot_show(common):
         out = common.save_results("some_script", [{"protocol": "E1", "model": "m", "chapter": None, "mae": 0.7,
                                                    "fit_s": 1.0, "seeds": [0]}], ["mfkit/book.py"], "python x.py")
     assert out.exists()  # a long run is not lost
+
+
+# --- the bibliography --------------------------------------------------------------------------------------------
+
+CITED_BY_THE_CHAPTER_PASS = ["koren2009matrix", "hu2008collaborative", "funk2006netflix", "rendle2020ncf",
+                             "rendle2022ials", "he2017ncf", "yi2019sampling", "covington2016youtube",
+                             "kingma2015adam", "duchi2011adagrad", "loshchilov2019adamw", "salakhutdinov2008bpmf",
+                             "koren2008svdpp", "harper2015movielens", "bennett2007netflix", "pilaszy2010fast"]
+
+
+def _bibliography():
+    from pybtex.database import parse_file
+
+    return parse_file(str(ROOT / "book" / "references.bib"), bib_format="bibtex")
+
+
+def test_bibliography_has_every_key_the_book_cites_and_no_duplicate():
+    import re
+
+    entries = _bibliography().entries  # pybtex raises on a repeated key
+    cited = set(CITED_BY_THE_CHAPTER_PASS)
+    for page in [*(ROOT / "book").glob("*.ipynb"), *(ROOT / "book").glob("*.md")]:
+        text = page.read_text()
+        for keys in re.findall(r"\{cite(?::\w+)?\}`([^`]+)`", text):
+            cited |= {k.strip() for k in keys.split(",")}
+    assert not cited - set(entries), f"cited but not in book/references.bib: {sorted(cited - set(entries))}"
+
+
+def test_bibliography_entries_have_authors_title_and_year():
+    for key, entry in _bibliography().entries.items():
+        assert entry.persons.get("author"), f"{key} has no author"
+        assert entry.fields.get("title") and entry.fields.get("year", "").isdigit(), f"{key} needs title and year"
+        venue = {"journal", "booktitle", "publisher", "howpublished"} & set(entry.fields)
+        assert venue, f"{key} says nowhere where it was published"

@@ -4,7 +4,7 @@ Writes a combined_data file with N ratings (10M by default) with mfkit's generat
 measures, each in a fresh subprocess so that the generation does not pollute the memory figures:
 
 * mfkit's chunked numpy parser on the whole file: seconds per million ratings (wall and CPU) and peak resident memory
-  (``ru_maxrss`` of the child), extrapolated to the full Netflix data (100,480,507 ratings: the output arrays grow by
+  (the child's own high-water mark, VmHWM), extrapolated to the full Netflix data (100,480,507 ratings: the output arrays grow by
   11 bytes per rating, the chunk buffers do not grow);
 * the seed notebook's approach, ``re.match`` on every line building Python lists, on a slice of the same file (500k
   ratings by default), with mfkit's parser on the same slice (their arrays are asserted equal);
@@ -24,15 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, save_results  # noqa: E402
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+# This process imports neither mfkit nor torch until the end: the children it starts would otherwise begin with its
+# memory high-water mark (Linux carries ru_maxrss across fork and exec), and the generation runs in a child too.
 
 FULL_RATINGS = 100_480_507
 FULL_USERS = 480_189
@@ -63,25 +64,50 @@ def parse_regex(path):
             np.array(dates, dtype="datetime64[D]").astype(np.int32))
 '''
 
-# Child processes print one JSON line: wall and CPU seconds, ratings parsed, their own peak RSS.
-CHILD_MFKIT = r'''
-import json, resource, sys, time
+# Child processes print one JSON line. Peak memory is VmHWM from /proc/self/status: the high-water mark of this
+# process's own address space (ru_maxrss would include the parent's at fork time).
+PEAK = r'''
+def peak_kb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+'''
+
+CHILD_GENERATE = r'''
+import json, sys, time
+from mfkit.data.synthetic import simulate_netflix, write_netflix_files
+folder, n_users, n_movies, n_ratings, seed = sys.argv[1], *map(int, sys.argv[2:])
+t = time.perf_counter()
+truth = simulate_netflix(n_users=n_users, n_movies=n_movies, ratings_per_user=n_ratings / n_users, seed=seed)
+files = write_netflix_files(folder, truth, n_files=1)
+print(json.dumps({"n": len(truth.ratings), "files": [str(f) for f in files], "seconds": time.perf_counter() - t,
+                  "bytes": sum(f.stat().st_size for f in files)}))
+'''
+
+CHILD_MFKIT = PEAK + r'''
+import json, sys, time
 import numpy as np
 from mfkit.data import parse_combined_data
 t, c = time.perf_counter(), time.process_time()
 r = parse_combined_data(sys.argv[1:], show_progress=False)
 wall, cpu = time.perf_counter() - t, time.process_time() - c
-print(json.dumps({"wall": wall, "cpu": cpu, "n": len(r), "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"wall": wall, "cpu": cpu, "n": len(r), "maxrss_kb": peak_kb()}))
 '''
 
-CHILD_BASELINE = r'''
-import json, resource
+CHILD_BASELINE = PEAK + r'''
+import json
 import numpy as np
 import mfkit.data
-print(json.dumps({"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"maxrss_kb": peak_kb()}))
 '''
 
-CHILD_COMPARE = REGEX_PARSER + r'''
+CHILD_COMPARE = PEAK + REGEX_PARSER + r'''
 import json, sys, time
 from mfkit.data import parse_combined_data
 path = sys.argv[1]
@@ -95,9 +121,8 @@ for _ in range(3):  # best of three: the slice is small and the machine may be s
     run = (time.perf_counter() - t, time.process_time() - c)
     best = run if best is None or run[0] < best[0] else best
 same = all(np.array_equal(a, b) for a, b in zip(arrays, (r.user, r.movie, r.rating, r.date)))
-import resource
 print(json.dumps({"regex_wall": regex_wall, "regex_cpu": regex_cpu, "mfkit_wall": best[0], "mfkit_cpu": best[1],
-                  "n": len(r), "same": same, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+                  "n": len(r), "same": same, "maxrss_kb": peak_kb()}))
 '''
 
 CHILD_RELOAD = r'''
@@ -144,8 +169,6 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.n_ratings, args.regex_ratings = 1_000_000, 100_000
-    from mfkit.data.synthetic import simulate_netflix, write_netflix_files
-
     # Netflix proportions: 209 ratings per user, 17,770 movies (fewer for small runs so that density stays sane).
     ratings_per_user = FULL_RATINGS / FULL_USERS
     n_users = max(1000, int(round(args.n_ratings / ratings_per_user)))
@@ -155,21 +178,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mfkit-n1-", dir=args.tmp) as tmp:
         tmp = Path(tmp)
         data = tmp / "netflix"
-        t = time.perf_counter()
-        truth = simulate_netflix(n_users=n_users, n_movies=n_movies, ratings_per_user=args.n_ratings / n_users,
-                                 seed=args.seed)
-        files = write_netflix_files(data, truth, n_files=1)
-        n = len(truth.ratings)
-        del truth
-        size = sum(p.stat().st_size for p in files)
-        print(f"generated {n:,} ratings, {size / 1e6:.0f} MB of text, in {time.perf_counter() - t:.1f} s")
+        gen = run_child(CHILD_GENERATE, str(data), str(n_users), str(n_movies), str(args.n_ratings), str(args.seed))
+        n, size, files = gen["n"], gen["bytes"], [Path(f) for f in gen["files"]]
+        print(f"generated {n:,} ratings, {size / 1e6:.0f} MB of text, in {gen['seconds']:.1f} s", flush=True)
 
         # 1) mfkit on the whole file, peak memory of the parsing process alone
         base = run_child(CHILD_BASELINE)
         full = run_child(CHILD_MFKIT, *map(str, files))
         assert full["n"] == n, (full["n"], n)
-        children_peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # = that child's, the largest yet
-        peak_gb = max(full["maxrss_kb"], children_peak_kb) * 1024 / 1e9
+        peak_gb = full["maxrss_kb"] * 1024 / 1e9
         base_gb = base["maxrss_kb"] * 1024 / 1e9
         peak_full_gb = peak_gb + (FULL_RATINGS - n) * BYTES_PER_RATING / 1e9
         s_per_m = full["wall"] / n * 1e6
@@ -216,6 +233,9 @@ def main() -> None:
     if args.quick:
         print("(--quick: results not saved)")
     else:
+        sys.path.insert(0, str(HERE))
+        from _common import save_results
+
         save_results("netflix_parse", records,
                      modules=["mfkit/data/netflix.py", "mfkit/data/interactions.py", "mfkit/data/synthetic.py"],
                      command=f"python benchmarks/netflix_parse.py --n-ratings {args.n_ratings} "

@@ -80,15 +80,16 @@ def _raw_to_index(raw, known: np.ndarray) -> np.ndarray:
     return np.where(ok, pos_c, -1).astype(np.int64)
 
 
-class _single_thread_for_small_ops:
-    """Run a block with one CPU thread when each tensor operation is tiny (minibatch SGD on the CPU).
+class _single_cpu_thread:
+    """Run a block with one CPU thread (minibatch SGD and autograd on the CPU); the thread count is restored after.
 
-    Splitting a 256-row ``index_add_`` across OpenMP threads costs more than it saves, and on a busy machine the
-    threads' hand-offs can make it a thousand times slower; the thread count is restored afterwards.
+    Their epochs are thousands of small gathers and ``index_add_`` scatters: splitting each across OpenMP threads
+    costs more than it saves, and when the cores are shared with other work the threads' hand-offs made the same
+    epoch ten to a thousand times slower in our measurements.
     """
 
-    def __init__(self, device: torch.device, elements_per_op: int, threshold: int = 1 << 16):
-        self.active = device.type == "cpu" and elements_per_op < threshold
+    def __init__(self, device: torch.device):
+        self.active = device.type == "cpu"
 
     def __enter__(self):
         if self.active:
@@ -482,7 +483,7 @@ class BiasedMF(_RatingModel):
         if valid is not None:
             vu, vi, vr = valid.to_tensors(dev)
             valid_t = (vu, vi, vr.double())
-        small = _single_thread_for_small_ops(dev, int(self.batch_size) * max(k, 1))
+        small = _single_cpu_thread(dev)
         if self.method == "autograd":
             with small:
                 self._fit_autograd(u, i, r, valid_t, patience, dev)
@@ -839,7 +840,7 @@ class BayesianMF(_RatingModel):
 # hyperparameter selection on a validation part of the training data
 # ---------------------------------------------------------------------------------------------------------------------
 def tune_on_validation(make_model: Callable[..., object], grid, train: Interactions, seed=0, protocol: str = "E1",
-                       refit: bool = True, clip=(1, 5)):
+                       refit: bool = True, clip=(1, 5), patience: int | None = None):
     """Choose hyperparameters on a validation part carved out of ``train``, never on the test part.
 
     ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); each candidate is
@@ -860,6 +861,11 @@ def tune_on_validation(make_model: Callable[..., object], grid, train: Interacti
         ``"E1"`` (random 80/20 of the rows).
     refit : bool
         Refit the best candidate on all of ``train``.
+    clip : (low, high) or None
+        Rating scale for the validation RMSE.
+    patience : int or None
+        For models trained by epochs (:class:`BiasedMF`): fit each candidate with early stopping on the validation
+        part, and refit the winner with ``n_epochs`` set to its best epoch (recorded in the table).
 
     Returns
     -------
@@ -879,11 +885,25 @@ def tune_on_validation(make_model: Callable[..., object], grid, train: Interacti
     inner, valid = train_validation_split(train, protocol, seed)
     rows = []
     for params in candidates:
-        model = make_model(**params).fit(inner)
-        rows.append({**params, "valid_rmse": evaluate(model, valid, clip)["rmse"]})
+        model = make_model(**params)
+        row = dict(params)
+        if patience is not None:
+            model.fit(inner, valid=valid, patience=patience)  # keeps the best epoch's parameters
+            row["n_epochs"] = model.history_.best_epoch
+        else:
+            model.fit(inner)
+        row["valid_rmse"] = evaluate(model, valid, clip)["rmse"]
+        rows.append(row)
     table = pd.DataFrame(rows).sort_values("valid_rmse", kind="stable").reset_index(drop=True)
-    best = candidates[int(np.argmin([row["valid_rmse"] for row in rows]))]
-    model = make_model(**best).fit(train) if refit else None
+    pick = int(np.argmin([row["valid_rmse"] for row in rows]))
+    best = dict(candidates[pick])
+    model = None
+    if refit:
+        model = make_model(**best)
+        if patience is not None:
+            model.n_epochs = rows[pick]["n_epochs"]
+            best["n_epochs"] = rows[pick]["n_epochs"]
+        model.fit(train)
     return model, best, table
 
 

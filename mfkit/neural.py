@@ -16,6 +16,7 @@ Everything works on index tensors that live on the model's device; batches are i
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Sequence
@@ -26,12 +27,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import Interactions
+from .data import Interactions, train_validation_split
 from .training import minibatches, train_loop
 from .utils import get_device
 
 __all__ = ["GMF", "MLP", "NeuMF", "Tower", "NCF", "TwoTower", "sample_negatives", "in_batch_softmax_loss",
-           "positive_keys"]
+           "positive_keys", "tune"]
 
 # Upper bound on the floats one chunk of all-items MLP scoring materialises (64 MB in fp32): keeps scoring a whole
 # catalogue for a batch of users within laptop memory without a Python loop per user.
@@ -840,3 +841,77 @@ class TwoTower(_Recommender):
     def score_users(self, user_idx) -> torch.Tensor:
         """Scores of every item for each user: user tower output times the cached item vectors, ``(n, n_items)``."""
         return self.user_vectors(user_idx) @ self.item_vectors().T
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hyperparameter selection on validation
+# ---------------------------------------------------------------------------------------------------------------------
+def _points(grid) -> list[dict]:
+    if isinstance(grid, dict):
+        keys = list(grid)
+        values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    points = list(grid)
+    if not points or not all(isinstance(p, dict) for p in points):
+        raise ValueError("grid must be a non-empty dict of lists (its Cartesian product is searched) or list of dicts")
+    return points
+
+
+def tune(estimator, train: Interactions, grid, *, base_params: dict | None = None, protocol: str | None = None,
+         seed=0, patience: int | None = 3, select_epochs: bool = True, valid_split=None
+         ) -> tuple[dict, pd.DataFrame]:
+    """Choose hyperparameters of :class:`NCF` or :class:`TwoTower` on a validation part carved from ``train``.
+
+    Every grid point is fitted on the inner part of ``train`` and scored after each epoch on the validation part
+    (RMSE for ``task="rating"``, nDCG@10 otherwise); the best epoch counts, so ``n_epochs`` in ``base_params`` is
+    the most epochs tried. The test part is never touched.
+
+    Parameters
+    ----------
+    estimator : NCF or TwoTower (the class)
+    train : Interactions
+        The training part of a protocol's split.
+    grid : dict of lists or list of dicts
+        Constructor arguments to vary (a dict: its Cartesian product).
+    base_params : dict, optional
+        Constructor arguments shared by every point.
+    protocol : {"E1", "I1"}, optional
+        How the validation part is carved (:func:`mfkit.data.train_validation_split`); default: "E1" for the
+        rating task, "I1" otherwise.
+    seed : int
+        Seed of the validation split.
+    patience : int or None
+        Early stopping on the validation metric.
+    select_epochs : bool
+        Set ``n_epochs`` of the returned parameters to the best point's best epoch (for the refit on all of
+        ``train``).
+    valid_split : (inner, valid), optional
+        A ready-made validation split (to share one across calls, e.g. with pretrained NeuMF parts).
+
+    Returns
+    -------
+    best_params : dict
+    table : pandas.DataFrame
+        One row per point: its parameters, ``metric`` (best validation value), ``best_epoch``, ``fit_s``; best first.
+
+    Used by: Chapter 7 and ``benchmarks/neural_ml100k.py``.
+    """
+    base = dict(base_params or {})
+    rating = base.get("task") == "rating"
+    if valid_split is None:
+        valid_split = train_validation_split(train, protocol or ("E1" if rating else "I1"), seed)
+    inner, valid = valid_split
+    rows, points = [], _points(grid)
+    for point in points:
+        model = estimator(**{**base, **point}).fit(inner, valid, patience=patience)
+        rows.append({**{k: (str(v) if isinstance(v, tuple) else v) for k, v in point.items()},
+                     "metric": model.history_.best_metric, "best_epoch": model.history_.best_epoch,
+                     "fit_s": model.fit_seconds_})
+    table = pd.DataFrame(rows)
+    values = table["metric"].to_numpy(dtype=float)
+    best = int(np.nanargmin(values) if rating else np.nanargmax(values))
+    best_params = {**base, **points[best]}
+    if select_epochs:
+        best_params["n_epochs"] = int(table["best_epoch"].iloc[best])
+    table = table.sort_values("metric", ascending=rating, kind="stable").reset_index(drop=True)
+    return best_params, table

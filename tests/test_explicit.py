@@ -299,7 +299,7 @@ def test_netflix_probe_rmse_on_generated_sample(tmp_path):
 def test_netflix_probe_command_end_to_end():
     env = dict(os.environ, MFKIT_PROGRESS="0")
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "netflix_probe.py"), "--device", "cpu",
-                          "--quick"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+                          "--quick", "--no-save"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert run.returncode == 0, run.stderr
     line = [s for s in run.stdout.splitlines() if s.startswith("N2 ")]
     assert line and "probe_rmse=" in line[0]

@@ -271,3 +271,29 @@ def test_gram_solver_chunked_path_follows_the_plain_one():
     plain = WeightedMF(**common).fit(train)
     chunked = WeightedMF(als_chunk=64, **common).fit(train)  # 64 floats: 16 pairs per chunk
     np.testing.assert_allclose(plain.history_.loss, chunked.history_.loss, rtol=1e-5)
+
+
+def test_conjugate_gradient_half_sweep_reaches_the_cholesky_solution(device):
+    from mfkit.implicit import _cg_rows, _sparse_ones
+
+    U, V, R, user, item = (t.to(device) for t in random_problem(n_users=17, n_items=11, k=3, density=0.35))
+    row_lambda = torch.linspace(0.2, 1.0, U.shape[0], dtype=U.dtype, device=device)
+    exact = U.clone()
+    layout = _PaddedRows(user.cpu().numpy(), item.cpu().numpy(), U.shape[0], V.shape[0], device, budget=1000)
+    _solve_rows(V, layout, exact, 0.1, row_lambda)
+    csr = _sparse_ones(user.cpu().numpy(), item.cpu().numpy(), U.shape[0], V.shape[0], device, U.dtype)
+    one_step, converged = U.clone(), U.clone()
+    _cg_rows(V, csr, one_step, 0.1, row_lambda, steps=1)
+    _cg_rows(V, csr, converged, 0.1, row_lambda, steps=3)  # k = 3: CG is exact after k steps (float64)
+    torch.testing.assert_close(converged, exact, rtol=1e-8, atol=1e-10)
+    assert float((one_step - exact).norm()) < float((U - exact).norm())  # each step gets closer
+
+
+def test_cg_als_decreases_the_loss_and_learns(device):
+    train, test = block_data()
+    model = WeightedMF(n_factors=4, unobserved_weight=0.1, reg=0.5, n_epochs=8, als_method="cg", device=device)
+    model.fit(train)
+    losses = np.array(model.history_.loss)
+    assert np.all(np.diff(losses) <= 1e-6 * losses[:-1])
+    exact = WeightedMF(n_factors=4, unobserved_weight=0.1, reg=0.5, n_epochs=30, device=device).fit(train)
+    assert losses[-1] == pytest.approx(exact.history_.loss[-1], rel=2e-2)

@@ -244,13 +244,14 @@ class BiasBaseline(_RatingModel):
     Parameters
     ----------
     reg_user, reg_item : float
-        Damping terms :math:`\\lambda_u`, :math:`\\lambda_i` (Koren 2010 uses 10 and 25).
+        Damping terms :math:`\\lambda_u`, :math:`\\lambda_i`. Koren (2010) uses 10 and 25 on Netflix; on ML-100k the
+        E1 validation part prefers less damping, and 5 and 5 are within 0.0001 of its best.
     n_iter : int
         Alternations; 1 is the one-pass formula above.
     device : str, torch.device or None
     """
 
-    def __init__(self, reg_user: float = 10.0, reg_item: float = 25.0, n_iter: int = 1, device=None):
+    def __init__(self, reg_user: float = 5.0, reg_item: float = 5.0, n_iter: int = 1, device=None):
         self.reg_user, self.reg_item, self.n_iter, self.device = reg_user, reg_item, n_iter, device
 
     def fit(self, train: Interactions) -> "BiasBaseline":

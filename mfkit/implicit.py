@@ -305,7 +305,7 @@ def _sparse_ones(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, d
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the two ops used here are stable
         warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(cols.astype(np.int64)),
+        return torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int32)), torch.from_numpy(cols.astype(np.int32)),
                                        torch.ones(len(cols), dtype=dtype), size=(n_rows, n_cols)).to(device)
 
 
@@ -322,9 +322,12 @@ def _cg_rows(other: torch.Tensor, R: torch.Tensor, X: torch.Tensor, unobserved_w
     gram = unobserved_weight * (other.T @ other)
     other_t = other.T.contiguous()
 
+    lam = row_lambda[:, None]
+
     def matvec(P):
         dots = torch.sparse.sampled_addmm(R, P, other_t, beta=0.0)   # v_iᵀ p_u on the observed cells
-        return P @ gram + (1.0 - unobserved_weight) * (dots @ other) + row_lambda[:, None] * P
+        out = (dots @ other).mul_(1.0 - unobserved_weight)
+        return out.addmm_(P, gram).addcmul_(lam, P)
 
     residual = R @ other - matvec(X)
     direction = residual.clone()
@@ -333,12 +336,21 @@ def _cg_rows(other: torch.Tensor, R: torch.Tensor, X: torch.Tensor, unobserved_w
         Ap = matvec(direction)
         pAp = (direction * Ap).sum(1)
         alpha = torch.where(pAp > 0, rs / pAp.clamp_min(torch.finfo(X.dtype).tiny), torch.zeros_like(rs))
-        X.add_(alpha[:, None] * direction)
-        residual.sub_(alpha[:, None] * Ap)
+        X.addcmul_(alpha[:, None], direction)
+        residual.addcmul_(alpha[:, None], Ap, value=-1.0)
         rs_new = (residual * residual).sum(1)
         beta = torch.where(rs > 0, rs_new / rs.clamp_min(torch.finfo(X.dtype).tiny), torch.zeros_like(rs))
-        direction = residual + beta[:, None] * direction
+        direction = direction.mul_(beta[:, None]).add_(residual)
         rs = rs_new
+
+
+def _sparse_gram_loss(U, V, R, unobserved_weight, reg, user_reg, item_reg) -> float:
+    """:func:`weighted_loss_gram` (mean) as a float, the ``u·v`` of observed cells by a sampled product (no gather)."""
+    with torch.no_grad():
+        x = torch.sparse.sampled_addmm(R, U, V.T.contiguous(), beta=0.0).values()
+        total = (((1.0 - x) ** 2 - unobserved_weight * x ** 2).sum()
+                 + unobserved_weight * ((U.T @ U) * (V.T @ V)).sum() + _regulariser(U, V, reg, user_reg, item_reg))
+        return float(total) / (U.shape[0] * V.shape[0])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -537,6 +549,7 @@ class WeightedMF:
         user_np, item_np = user.cpu().numpy(), item.cpu().numpy()
         user_lambda, item_lambda = self.reg * user_reg, self.reg * item_reg
         w = self.unobserved_weight
+        R = _sparse_ones(user_np, item_np, n_users, n_items, U.device, U.dtype)
         if self.als_method == "cholesky":
             budget = max(1, self.als_chunk // self.n_factors)
             by_user = _PaddedRows(user_np, item_np, n_users, n_items, U.device, budget)
@@ -544,7 +557,6 @@ class WeightedMF:
             solve_users = lambda: _solve_rows(V, by_user, U, w, user_lambda)  # noqa: E731
             solve_items = lambda: _solve_rows(U, by_item, V, w, item_lambda)  # noqa: E731
         else:
-            R = _sparse_ones(user_np, item_np, n_users, n_items, U.device, U.dtype)
             by_item_order = np.lexsort((user_np, item_np))
             Rt = _sparse_ones(item_np[by_item_order], user_np[by_item_order], n_items, n_users, U.device, U.dtype)
             solve_users = lambda: _cg_rows(V, R, U, w, user_lambda, self.cg_steps)  # noqa: E731
@@ -559,7 +571,7 @@ class WeightedMF:
             if U.is_cuda:
                 torch.cuda.synchronize()
             elapsed += time.perf_counter() - t0
-            loss = float(weighted_loss_gram(U, V, user, item, w, self.reg, user_reg=user_reg, item_reg=item_reg))
+            loss = _sparse_gram_loss(U, V, R, w, self.reg, user_reg, item_reg)
             if not math.isfinite(loss):
                 raise DivergenceError(f"weighted ALS produced a loss of {loss} at sweep {sweep + 1}. Raise reg (the "
                                       "k × k systems may be near-singular) or check unobserved_weight.")

@@ -224,7 +224,7 @@ def train_loop(loss_fn: Callable, parameters, *, optimizer: str | torch.optim.Op
         steps += count
         if not math.isfinite(mean_loss):
             raise DivergenceError(f"the loss became {mean_loss} at epoch {epoch + 1} (optimizer {opt_name}, "
-                                  f"lr {lr:g}). {divergence_hint}")
+                                  f"lr {opt.param_groups[0]['lr']:g}). {divergence_hint}")
         if params and params[0].is_cuda:
             torch.cuda.synchronize()
         elapsed += time.perf_counter() - t0
@@ -260,7 +260,7 @@ def train_loop(loss_fn: Callable, parameters, *, optimizer: str | torch.optim.Op
     return history
 
 
-# -- Chapter 4: why per-parameter learning rates suit embeddings ---------------------------------------------------------
+# -- Chapter 4: why per-parameter learning rates suit embeddings -------------------------------------------------
 
 def row_update_counts(rows, n_rows: int, batch_size: int, n_epochs: int = 1, generator: torch.Generator | None = None,
                       device=None) -> torch.Tensor:
@@ -309,7 +309,8 @@ def row_update_counts(rows, n_rows: int, batch_size: int, n_epochs: int = 1, gen
     return counts
 
 
-def effective_learning_rate(optimizer: torch.optim.Optimizer, param: torch.Tensor, per_row: bool = True) -> torch.Tensor:
+def effective_learning_rate(optimizer: torch.optim.Optimizer, param: torch.Tensor,
+                            per_row: bool = True) -> torch.Tensor:
     """The step size an optimizer currently applies to each entry (or row) of ``param``.
 
     The factor the (momentum-averaged) gradient is multiplied by in the next step: ``lr`` for SGD (with or without

@@ -213,7 +213,8 @@ def test_effective_learning_rate_matches_definitions(device):
 def test_lr_sweep_picks_best_and_records_divergence(device):
     def run(name, lr):
         x, loss_fn, _ = _quadratic(device)
-        return train_loop(loss_fn, [x], optimizer=name, lr=lr, n_epochs=30, evaluate=lambda: -float(loss_fn(None).detach()))
+        return train_loop(loss_fn, [x], optimizer=name, lr=lr, n_epochs=30,
+                          evaluate=lambda: -float(loss_fn(None).detach()))
 
     sweep = lr_sweep(run, {"sgd": [1e-3, 0.1, 100.0], "adam": [0.1]})
     frame = sweep.frame

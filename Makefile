@@ -20,15 +20,18 @@ install: $(BIN)/.installed
 
 ## Build the HTML book into _build/html, executing every chapter.
 book: install
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/jupyter-book build --all . -W -n --keep-going
 
-## Every test: unit tests, then nbval over the chapters (each notebook re-run and compared with its stored outputs).
+## Every test: unit tests; nbval over the chapters (each notebook re-run and compared with its stored outputs);
+## then the book is built and every page checked in headless Chromium (installed with apt-get when missing).
 test: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg book
+	$(BIN)/jupyter-book build --all . -W -n --keep-going
+	MFKIT_BOOK_HTML=_build/html $(BIN)/python -m pytest tests/test_book_html.py
 
 unit: install
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py
 
 nbval: install
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-sanitize-with nbval_sanitize.cfg book

@@ -30,7 +30,7 @@ def random_data():
                                  timestamps=rng.integers(0, 10_000, 900))
 
 
-# -- Interactions ---------------------------------------------------------------------------------------------------------------
+# -- Interactions ------------------------------------------------------------------------------------------------------
 def test_id_maps_both_directions(tiny):
     assert tiny.user_ids.tolist() == [7, 42, 100] and tiny.item_ids.tolist() == [5, 33, 900]
     assert tiny.n_users == 3 and tiny.n_items == 3 and len(tiny) == 7
@@ -88,7 +88,7 @@ def test_item_titles():
     assert d.item_titles().tolist() == ["A, the movie", "Amélie", "900"]  # raw id where no title is known
 
 
-# -- splits ---------------------------------------------------------------------------------------------------------------------
+# -- splits ------------------------------------------------------------------------------------------------------------
 def row_keys(part):
     return set(zip(part.user_ids[part.user].tolist(), part.item_ids[part.item].tolist(), part.timestamp.tolist()))
 
@@ -160,7 +160,7 @@ def test_train_validation_split(random_data):
         train_validation_split(train, "X9")
 
 
-# -- MovieLens readers ----------------------------------------------------------------------------------------------------------
+# -- MovieLens readers -------------------------------------------------------------------------------------------------
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n196\t377\t5\t881250950\n"
 U_ITEM = ("242|Kolya (1996)|24-Jan-1997||http://x|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
           "302|L.A. Confidential (1997)|01-Jan-1997||http://y|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n"
@@ -275,7 +275,7 @@ def test_load_movielens_csv_missing(tmp_path):
         load_movielens_csv(tmp_path)
 
 
-# -- fetching ML-100k -------------------------------------------------------------------------------------------------------------
+# -- fetching ML-100k --------------------------------------------------------------------------------------------------
 def test_fetch_reports_pip_failure(tmp_path, monkeypatch):
     def failing_pip(cmd, **kwargs):
         assert "download" in cmd and movielens.RECBOLE_WHEEL in cmd

@@ -41,7 +41,7 @@ def sample(tmp_path_factory):
     return folder, truth
 
 
-# -- parse_combined_data ------------------------------------------------------------------------------------------------
+# -- parse_combined_data -----------------------------------------------------------------------------------------------
 def test_parse_hand_written_file(tmp_path):
     r = parse_combined_data(write(tmp_path, SMALL), show_progress=False)
     assert_small(r)
@@ -137,7 +137,7 @@ def test_missing_file_says_how_to_get_the_data(tmp_path):
         parse_combined_data(tmp_path / "combined_data_1.txt", show_progress=False)
 
 
-# -- probe, qualifying, titles --------------------------------------------------------------------------------------------
+# -- probe, qualifying, titles -----------------------------------------------------------------------------------------
 def test_read_probe(tmp_path):
     df = read_probe(write(tmp_path, "1:\n30878\n2647871\r\n8:\n1\n", "probe.txt"))
     assert df.columns.tolist() == ["movie", "user"]
@@ -175,7 +175,8 @@ def test_bad_qualifying(tmp_path, text, line, expected):
     assert str(path) in str(e.value) and f"line {line}:" in str(e.value) and expected in str(e.value)
 
 
-TITLES = "1,2003,Dinosaur Planet\n2,NULL,Amélie\n3,1997,Crouching Tiger, Hidden Dragon, Part 2\n4,1994,Isle of Man TT\n\n"
+TITLES = ("1,2003,Dinosaur Planet\n2,NULL,Amélie\n3,1997,Crouching Tiger, Hidden Dragon, Part 2\n"
+          "4,1994,Isle of Man TT\n\n")
 
 
 def test_read_movie_titles(tmp_path):
@@ -205,7 +206,7 @@ def test_empty_movie_titles(tmp_path):
         read_movie_titles(write(tmp_path, "\n", "movie_titles.csv"))
 
 
-# -- generator ------------------------------------------------------------------------------------------------------------
+# -- generator ---------------------------------------------------------------------------------------------------------
 def test_round_trip_equals_ground_truth(sample):
     folder, truth = sample
     files = sorted(folder.glob("combined_data_*.txt"))
@@ -214,7 +215,8 @@ def test_round_trip_equals_ground_truth(sample):
     for key in ("user", "movie", "rating", "date"):
         np.testing.assert_array_equal(getattr(r, key), getattr(truth.ratings, key))
     pd.testing.assert_frame_equal(read_probe(folder / "probe.txt"), truth.probe)
-    pd.testing.assert_frame_equal(read_qualifying(folder / "qualifying.txt"), truth.qualifying[["movie", "user", "date"]])
+    pd.testing.assert_frame_equal(read_qualifying(folder / "qualifying.txt"),
+                                  truth.qualifying[["movie", "user", "date"]])
     pd.testing.assert_frame_equal(read_movie_titles(folder / "movie_titles.csv"), truth.titles)
 
 
@@ -280,7 +282,7 @@ def test_generator_rejects_impossible_sizes(tmp_path):
         generate_netflix_sample(tmp_path, n_users=10, n_movies=10, ratings_per_user=9)
 
 
-# -- load_netflix and its cache ---------------------------------------------------------------------------------------------
+# -- load_netflix and its cache ----------------------------------------------------------------------------------------
 def test_load_netflix_and_cache(sample, tmp_path, monkeypatch):
     folder, truth = sample
     data = load_netflix(folder, cache_dir=tmp_path, show_progress=False)
@@ -302,6 +304,8 @@ def test_load_netflix_and_cache(sample, tmp_path, monkeypatch):
     again = load_netflix(folder, cache_dir=tmp_path)
     np.testing.assert_array_equal(again.user, data.user)
     np.testing.assert_array_equal(again.timestamp, data.timestamp)
+    np.testing.assert_array_equal(again.rating, data.rating)
+    pd.testing.assert_frame_equal(again.items, truth.titles)  # the titles come back from the cache too
     monkeypatch.undo()
 
 

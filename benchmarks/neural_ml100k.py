@@ -50,16 +50,17 @@ I1_GRIDS = {
     "mlp": ({**I1_BASE, "kind": "mlp", "lr": 0.005}, {"layers": [(64, 32, 16), (128, 64, 32)], "reg": [0.001, 0.01]}),
 }
 NEUMF_GRID = {"lr": [0.001, 0.003], "reg": [0.01, 0.02]}
-TWO_TOWER_BASE = {"batch_size": 1024, "n_epochs": 40, "lr": 0.005, "logq_correction": True}
+TWO_TOWER_BASE = {"batch_size": 1024, "n_epochs": 40, "lr": 0.005, "logq_correction": True,
+                  "n_uniform_negatives": 1024}
 TWO_TOWER_GRID = {"n_factors": [64], "temperature": [0.1, 0.2], "reg": [0.03, 0.1]}
 
 # -- E1 grids ---------------------------------------------------------------------------------------------------------
 E1_BASE = {"task": "rating", "batch_size": 1024, "n_epochs": 40}
 E1_GRIDS = {
-    "gmf": ({**E1_BASE, "kind": "gmf", "lr": 0.003}, {"n_factors": [32, 64], "reg": [0.03, 0.1]}),
-    "mlp": ({**E1_BASE, "kind": "mlp", "lr": 0.003}, {"layers": [(64, 32, 16), (128, 64, 32)], "reg": [0.03, 0.1]}),
+    "gmf": ({**E1_BASE, "kind": "gmf", "lr": 0.003}, {"n_factors": [32, 64], "reg": [0.1, 0.3]}),
+    "mlp": ({**E1_BASE, "kind": "mlp", "lr": 0.003}, {"layers": [(64, 32, 16), (128, 64, 32)], "reg": [0.1, 0.3]}),
 }
-E1_NEUMF_GRID = {"lr": [0.001], "reg": [0.03, 0.1]}
+E1_NEUMF_GRID = {"lr": [0.001], "reg": [0.1, 0.3]}
 
 QUICK = {"epochs": 6}
 

@@ -377,41 +377,47 @@ def in_batch_softmax_loss(user_vectors: torch.Tensor, item_vectors: torch.Tensor
                           ) -> torch.Tensor:
     r"""Sampled-softmax loss with the other items of the batch as negatives, optionally logQ-corrected.
 
-    Row ``b`` scores user ``b`` against every item of the batch, :math:`s_{bj} = \langle u_b, v_j\rangle / \tau`;
-    the correct class is ``j = b``. Items enter a batch with probability proportional to their popularity, so
-    in-batch negatives over-penalise popular items; Yi et al. (2019, eq. 3) subtract :math:`\log Q_j` (the log
-    sampling probability of item ``j``) from each logit to correct it. When ``item_ids`` is given, off-diagonal
-    entries whose item equals the row's positive ("accidental hits") are masked out.
+    Row ``b`` scores user ``b`` against every candidate item, :math:`s_{bj} = \langle u_b, v_j\rangle / \tau`; the
+    correct class is ``j = b``. The candidates are the batch's own items (rows ``0..B-1`` of ``item_vectors``), and
+    optionally extra sampled items after them (mixed negative sampling, Yang et al. 2020). Items enter a batch with
+    probability proportional to their popularity, so in-batch negatives over-penalise popular items; Yi et al. (2019,
+    eq. 3) subtract :math:`\log Q_j`, the log sampling probability of candidate ``j``, from each logit to correct
+    it. When ``item_ids`` is given, candidates equal to the row's own positive item ("accidental hits", other than
+    the positive itself) are masked out.
 
     Parameters
     ----------
-    user_vectors, item_vectors : Tensor, shape (batch, d)
-        Tower outputs for the batch's positive pairs.
+    user_vectors : Tensor, shape (B, d)
+        User-tower outputs for the batch's positive pairs.
+    item_vectors : Tensor, shape (B + M, d)
+        Item-tower outputs: the batch's positive items, then ``M >= 0`` extra negatives.
     temperature : float
         Divides the logits (lower is sharper).
-    item_log_q : Tensor, shape (batch,), optional
-        ``log Q`` of each batch item.
-    item_ids : LongTensor, shape (batch,), optional
-        Item index of each row, to mask accidental hits.
+    item_log_q : Tensor, shape (B + M,), optional
+        ``log Q`` of each candidate (constants common to all candidates cancel).
+    item_ids : LongTensor, shape (B + M,), optional
+        Item index of each candidate, to mask accidental hits.
 
     Returns
     -------
     Tensor
         Mean cross-entropy over the batch. Used by: Chapter 7 (two-tower model).
     """
-    if user_vectors.shape != item_vectors.shape or user_vectors.dim() != 2:
-        raise ValueError(f"user_vectors and item_vectors must both be (batch, d), got {tuple(user_vectors.shape)} "
-                         f"and {tuple(item_vectors.shape)}")
+    n = len(user_vectors)
+    if user_vectors.dim() != 2 or item_vectors.dim() != 2 or len(item_vectors) < n or \
+            user_vectors.shape[1] != item_vectors.shape[1]:
+        raise ValueError(f"user_vectors must be (batch, d) and item_vectors (batch + extra, d), got "
+                         f"{tuple(user_vectors.shape)} and {tuple(item_vectors.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     logits = user_vectors @ item_vectors.T / temperature
     if item_log_q is not None:
         logits = logits - item_log_q[None, :]
+    target = torch.arange(n, device=logits.device)
     if item_ids is not None:
-        same = item_ids[:, None] == item_ids[None, :]
-        same.fill_diagonal_(False)
+        same = item_ids[:n, None] == item_ids[None, :]
+        same[target, target] = False
         logits = logits.masked_fill(same, float("-inf"))
-    target = torch.arange(len(logits), device=logits.device)
     return F.cross_entropy(logits, target)
 
 
@@ -761,6 +767,12 @@ class TwoTower(_Recommender):
         L2-normalise the tower outputs (cosine similarity; Yi et al. do so, with a temperature).
     remove_accidental_hits : bool
         Mask in-batch negatives that are the row's own positive item.
+    n_uniform_negatives : int
+        Extra negatives per batch drawn uniformly from the catalogue and shared by all rows (mixed negative
+        sampling, Yang et al. 2020, "Mixed Negative Sampling for Learning Two-tower Neural Networks in
+        Recommendations"): rare items seldom appear in a batch, so without them their scores are barely trained.
+        With the correction, ``log Q`` becomes the log of each candidate's expected count,
+        ``batch_size * Q_in_batch + n_uniform_negatives / n_items``.
     lr, reg, n_epochs, batch_size, optimizer :
         As in :class:`NCF`; ``reg`` is the L2 penalty on the batch's embedding rows.
     device, random_state, show_progress :
@@ -769,6 +781,7 @@ class TwoTower(_Recommender):
 
     def __init__(self, n_factors: int = 64, tower_layers: Sequence[int] = (), temperature: float = 0.1,
                  logq_correction: bool = True, normalize: bool = False, remove_accidental_hits: bool = True,
+                 n_uniform_negatives: int = 0,
                  lr: float = 0.005, reg: float = 0.0, n_epochs: int = 20, batch_size: int = 1024,
                  optimizer: str = "adam", device=None, random_state: int = 0, show_progress: bool | None = None):
         for name, value in (("n_factors", n_factors), ("n_epochs", n_epochs), ("batch_size", batch_size)):
@@ -782,6 +795,9 @@ class TwoTower(_Recommender):
         self.n_factors, self.tower_layers = int(n_factors), _check_layers(tower_layers, "tower_layers")
         self.temperature, self.logq_correction, self.normalize = float(temperature), logq_correction, normalize
         self.remove_accidental_hits = remove_accidental_hits
+        if n_uniform_negatives < 0:
+            raise ValueError(f"n_uniform_negatives must be >= 0, got {n_uniform_negatives}")
+        self.n_uniform_negatives = int(n_uniform_negatives)
         self.lr, self.reg, self.n_epochs, self.batch_size = float(lr), float(reg), int(n_epochs), int(batch_size)
         self.optimizer, self.show_progress = optimizer, show_progress
         self._setup(device, random_state)
@@ -803,7 +819,9 @@ class TwoTower(_Recommender):
         keys = positive_keys(*train.to_tensors(self.device)[:2], n_items)
         user, item = torch.div(keys, n_items, rounding_mode="floor"), keys % n_items
         counts = torch.bincount(item, minlength=n_items).float()
-        log_q = torch.log(counts.clamp(min=1) / counts.sum())
+        # expected number of times each item is a candidate column of one batch: in-batch plus uniform draws
+        n_extra = self.n_uniform_negatives
+        log_q = torch.log(self.batch_size * counts / counts.sum() + n_extra / n_items)
         self.net_ = net = _TwoTowerNet(train.n_users, n_items, self.n_factors, self.tower_layers, self.normalize)
         _init_weights(net, torch.Generator().manual_seed(int(self.random_state)), embedding_std=0.1)
         net.to(self.device)
@@ -815,6 +833,9 @@ class TwoTower(_Recommender):
 
         def loss_fn(idx):
             u, i = user[idx], item[idx]
+            if n_extra:
+                extra = torch.randint(n_items, (n_extra,), device=self.device, generator=self._dev_gen)
+                i = torch.cat([i, extra])
             user_vecs, item_vecs, penalty = net.batch(u, i)
             loss = in_batch_softmax_loss(user_vecs, item_vecs, self.temperature,
                                          log_q[i] if self.logq_correction else None,

@@ -272,3 +272,52 @@ def test_tower_without_layers_is_its_embedding():
     idx = torch.tensor([4, 0])
     torch.testing.assert_close(tower(idx), tower.embedding.weight[idx])
     assert Tower(5, 3, (8, 2)).out_features == 2
+
+
+def test_in_batch_softmax_loss_with_extra_negatives(device):
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0]], device=device)
+    v = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], device=device)  # two batch items, one extra negative
+    # logits [[2, 0, 1], [0, 1, 1]]; extra item id 7 equals row 0's item, so row 0 masks it
+    ids = torch.tensor([7, 8, 7], device=device)
+    row0 = 2 - math.log(math.exp(2) + math.exp(0))
+    row1 = 1 - math.log(math.exp(0) + math.exp(1) + math.exp(1))
+    assert in_batch_softmax_loss(u, v, 1.0, item_ids=ids).item() == pytest.approx(-(row0 + row1) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="batch"):
+        in_batch_softmax_loss(u, v[:1])
+
+
+def test_two_tower_with_uniform_negatives_learns():
+    train, test = planted_implicit()
+    model = TwoTower(n_factors=8, temperature=0.2, lr=0.01, n_epochs=30, batch_size=64, n_uniform_negatives=16,
+                     device="cpu").fit(train)
+    assert ranking_metrics(model, train, test, k=5, device="cpu")["precision"] > \
+        2.5 * random_ranking_precision(train, test, k=5)
+    with pytest.raises(ValueError, match="n_uniform_negatives"):
+        TwoTower(n_uniform_negatives=-1)
+
+
+def test_tune_selects_on_validation_and_sets_the_epochs():
+    from mfkit.neural import tune
+
+    train, _ = planted_implicit()
+    best, table = tune(NCF, train, {"reg": [0.0, 10.0]},
+                       base_params={"kind": "gmf", "n_factors": 8, "lr": 0.01, "n_epochs": 15, "batch_size": 128,
+                                    "device": "cpu"}, patience=None)
+    assert list(table["reg"]) == [0.0, 10.0]  # a huge penalty keeps every score near 0: worse nDCG
+    assert table["metric"].iloc[0] > table["metric"].iloc[1]
+    assert best["reg"] == 0.0 and best["n_epochs"] == table["best_epoch"].iloc[0]
+    with pytest.raises(ValueError, match="grid"):
+        tune(NCF, train, [], base_params={"kind": "gmf"})
+
+
+def test_an_mlp_approximates_a_dot_product_only_roughly():
+    from mfkit.neural import mlp_learns_dot_product
+
+    small = mlp_learns_dot_product(n_factors=4, hidden=8, n_train=2000, n_test=2000, n_steps=300, device="cpu")
+    wide = mlp_learns_dot_product(n_factors=4, hidden=128, n_train=2000, n_test=2000, n_steps=300, device="cpu")
+    assert 0.9 < small["target_std"] < 1.1
+    # it learns something, more with more units, and is still far from the exact answer (RMSE 0) a dot product gives
+    assert wide["test_rmse"] < small["test_rmse"] < small["target_std"]
+    assert wide["test_rmse"] > 0.05
+    with pytest.raises(ValueError, match=">= 1"):
+        mlp_learns_dot_product(hidden=0)

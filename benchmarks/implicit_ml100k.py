@@ -48,6 +48,7 @@ ALS_BASE = {"solver": "als", "als_method": "cg", "cg_steps": 3, "n_factors": 64}
 ALS_SWEEPS = 15
 GRAM_LRS = (0.01, 0.03)
 GRAM_EPOCHS = 300
+GRAM_PATIENCE = 30  # stop a Gram candidate after 30 epochs without a better validation nDCG
 
 
 def line(name: str, m: dict, fit_s: float) -> str:
@@ -60,7 +61,10 @@ def describe(params: dict | None) -> str:
     if not params:
         return ""
     unit = "sweeps" if params.get("solver") == "als" else "epochs"
-    how = params.get("als_method") if params.get("solver") == "als" else f"{params.get('optimizer')} lr {params.get('lr')}"
+    if params.get("solver") == "als":
+        how = params.get("als_method")
+    else:
+        how = f"{params.get('optimizer')} lr {params.get('lr')}"
     scaling = "" if params.get("reg_scaling") is None else f" scaled^{params['reg_scaling']}"
     return (f"k={params.get('n_factors')}, w={params.get('unobserved_weight')}, reg={params.get('reg')}{scaling}, "
             f"{params.get('n_epochs')} {unit} ({how})")
@@ -181,11 +185,12 @@ def main(argv=None):
     report("wmf_als_w0.005", seeds_w, fit_s, seed_params)
 
     # -- weighted MF, Gram loss + Adam: the same loss and hyperparameters, learning rate and epochs on validation --
-    gram_base = {**{k: v for k, v in best.items() if k not in ("als_method", "cg_steps")}, "solver": "gram", "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS,
-                 "device": device}
+    gram_base = {**{k: v for k, v in best.items() if k not in ("als_method", "cg_steps")}, "solver": "gram",
+                 "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS, "device": device}
     t0 = time.perf_counter()
     gbest, gtable = tune_weighted_mf(train, {"lr": GRAM_LRS[-1:] if args.quick else list(GRAM_LRS)},
-                                     base_params=gram_base, seed=args.valid_seed, show_progress=False)
+                                     base_params=gram_base, seed=args.valid_seed, patience=GRAM_PATIENCE,
+                                     show_progress=False)
     print(f"Gram (Adam) selection on validation ({len(gtable)} points, {time.perf_counter() - t0:.1f} s):")
     print(gtable.round(4).to_string(index=False))
     gbest = {k: v for k, v in gbest.items() if k not in ("device", "show_progress")}

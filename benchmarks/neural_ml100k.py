@@ -118,6 +118,13 @@ def _fit_ncf_family(train, chosen):
     return {"ncf_gmf": (gmf, gmf_s), "ncf_mlp": (mlp, mlp_s), "ncf_neumf": (neumf, gmf_s + mlp_s + neumf_s)}
 
 
+def _notes(p: dict) -> str:
+    """A short description for the results table, e.g. "gmf k=32, reg 0.03, 12 epochs"."""
+    keys = ("kind", "n_factors", "layers", "reg", "lr", "temperature", "n_uniform_negatives", "unobserved_weight",
+            "n_epochs")
+    return ", ".join(f"{k}={tuple(p[k]) if isinstance(p[k], list) else p[k]}" for k in keys if k in p)
+
+
 def _params(p: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items()
             if k not in ("device", "show_progress", "pretrained")}
@@ -128,22 +135,24 @@ def run_i1(data, args, device, records):
     valid_split = train_validation_split(train, "I1", args.valid_seed)
     print(f"I1 split seed=42 validation seed={args.valid_seed}: train {len(train):,}, test {len(test):,}", flush=True)
 
-    def report(name, model, fit_s, params):
+    def report(name, model, fit_s, params, chapter="07_neural_cf"):
         m = ranking_metrics(model, train, test, k=10, device=device)
         print(i1_line(name, m, fit_s), flush=True)
-        records.append({"protocol": "I1", "model": name, "ndcg@10": m["ndcg"], "p@10": m["precision"],
-                        "r@10": m["recall"], "map@10": m["map"], "fit_s": fit_s, "params": _params(params)})
+        records.append({"protocol": "I1", "model": name, "chapter": chapter, "ndcg": m["ndcg"],
+                        "precision": m["precision"], "recall": m["recall"], "map": m["map"], "fit_s": fit_s,
+                        "device": str(device), "notes": _notes(params), "params": _params(params)})
 
     # the dot-product reference, selected as in benchmarks/implicit_ml100k.py
-    from implicit_ml100k import ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS
+    import implicit_ml100k as ref
 
-    best, table = tune_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
-                                   base_params={"solver": "als", "n_epochs": ALS_SWEEPS, "device": device},
+    best, table = tune_weighted_mf(train, ref.ALS_GRID_QUICK if args.quick else ref.ALS_GRID,
+                                   base_params={**getattr(ref, "ALS_BASE", {"solver": "als"}),
+                                                "n_epochs": ref.ALS_SWEEPS, "device": device},
                                    seed=args.valid_seed, show_progress=False)
     print(f"  wmf_als: best of {len(table)} points on validation: ndcg {table['ndcg'].iloc[0]:.4f}")
     best = {**best, "show_progress": False}
     wmf, fit_s = _timed(WeightedMF(**best), train)
-    report("wmf_als", wmf, fit_s, best)
+    report("wmf_als", wmf, fit_s, best, chapter="02_weighted_mf")
 
     chosen = _tune_ncf_family(train, I1_GRIDS, NEUMF_GRID, valid_split, device, args.quick, "validation nDCG@10")
     for name, (model, fit_s) in _fit_ncf_family(train, chosen).items():
@@ -169,6 +178,7 @@ def run_e1(data, args, device, records):
 
     references = [s for s in model_specs(device, args.quick) if s["name"] in ("biased_mf_als", "bayesian_mf")]
     runs: dict[str, list] = {}
+    chapters = {"biased_mf_als": "05_explicit_mf", "bayesian_mf": "05_explicit_mf"}
     for seed in seeds:
         train, test = random_split(data, 0.2, seed)
         for spec in references:
@@ -185,9 +195,11 @@ def run_e1(data, args, device, records):
                                               "params": _params(chosen[name.split("_")[1]])})
         print("  seed=" + str(seed) + " " + " ".join(f"{n}={r[-1]['rmse']:.4f}" for n, r in runs.items()), flush=True)
     for name, rs in runs.items():
-        rec = {"protocol": "E1", "model": name, "rmse": float(np.mean([r["rmse"] for r in rs])),
+        rec = {"protocol": "E1", "model": name, "chapter": chapters.get(name, "07_neural_cf"),
+               "rmse": float(np.mean([r["rmse"] for r in rs])),
                "mae": float(np.mean([r["mae"] for r in rs])), "fit_s": float(np.mean([r["fit_s"] for r in rs])),
-               "rmse_std": float(np.std([r["rmse"] for r in rs])), "seeds": seeds, "runs": rs}
+               "rmse_std": float(np.std([r["rmse"] for r in rs])), "seeds": seeds, "device": str(device),
+               "notes": _notes(rs[0]["params"]) if name.startswith("ncf") else "", "runs": rs}
         records.append(rec)
         print(f"E1 model={name} rmse={rec['rmse']:.4f} mae={rec['mae']:.4f} fit_s={rec['fit_s']:.3f}", flush=True)
 
@@ -213,8 +225,7 @@ def main(argv=None):
         run_e1(data, args, device, records)
     print(f"total {time.perf_counter() - t0:.0f} s")
     if not args.quick:
-        command = " ".join(["benchmarks/neural_ml100k.py", *(argv if argv is not None else sys.argv[1:])])
-        path = save_results("neural_ml100k", records, MODULES, command,
+        path = save_results("neural_ml100k", records, MODULES,
                             extra={"seeds": {"E1": args.seeds, "I1_split": 42, "I1_validation": args.valid_seed,
                                              "model": 0}})
         print(f"saved {path}")

@@ -583,6 +583,9 @@ class BiasedMF(_RatingModel):
             gram = gram + torch.diag_embed(n[:, None] * penalty)
             gram[n == 0] += torch.eye(k + 1, dtype=dt, device=dev)  # rows without ratings solve to exactly zero
             chol, info = torch.linalg.cholesky_ex(gram)
+            if bool((info > 0).any()):  # reg = 0 and a row with fewer ratings than k: a tiny ridge makes it solvable
+                scale = 1e-4 * (gram.diagonal(dim1=1, dim2=2).mean(1) + 1)
+                chol = torch.linalg.cholesky(gram + scale[:, None, None] * torch.eye(k + 1, dtype=dt, device=dev))
             theta = torch.cholesky_solve(rhs[:, :, None], chol)[:, :, 0]
             own_bias[a:b] = theta[:, 0]
             own_factors[a:b] = theta[:, 1:]

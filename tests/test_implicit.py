@@ -33,7 +33,7 @@ def block_data(n_users=60, n_items=40, p=0.5, seed=0):
     return data.subset(~held_out), data.subset(held_out)
 
 
-# -- the loss ------------------------------------------------------------------------------------------------------------
+# -- the loss ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("scaled", [False, True])
 def test_gram_loss_and_gradients_equal_dense(device, reduction, scaled):
@@ -98,7 +98,7 @@ def test_row_regularisation():
         row_regularisation(counts, 10, 0.1, "log")
 
 
-# -- the ALS step -----------------------------------------------------------------------------------------------------------
+# -- the ALS step ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("w", [0.05, 1.0])
 def test_als_half_sweep_is_the_exact_minimiser(device, w):
     """After one half-sweep the gradient of the loss with respect to the solved side is zero (float64)."""
@@ -139,7 +139,7 @@ def test_als_and_gram_reach_the_same_loss():
     assert gram.history_.loss[-1] == pytest.approx(als.history_.loss[-1], rel=2e-2)
 
 
-# -- the estimator --------------------------------------------------------------------------------------------------------------
+# -- the estimator -----------------------------------------------------------------------------------------------------
 def test_learns_the_planted_groups(device):
     train, test = block_data()
     model = WeightedMF(n_factors=4, unobserved_weight=0.1, reg=0.5, n_epochs=8, device=device).fit(train)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 # Progress bars off and a fixed thread count: stored notebook outputs stay identical from run to run.
 export MFKIT_PROGRESS ?= 0
-export MFKIT_THREADS ?= 2
+export MFKIT_THREADS ?= 1
 export PYTHONHASHSEED = 0
 
 .PHONY: install book test unit nbval notebooks clean

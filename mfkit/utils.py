@@ -68,15 +68,17 @@ def setup(seed: int = 0, device: str | torch.device | None = None, threads: int 
     device : str, torch.device or None
         See :func:`get_device`.
     threads : int or None
-        CPU threads for torch. ``None`` uses ``$MFKIT_THREADS`` or 2 — a fixed count keeps floating-point
-        reductions, and therefore the printed figures, identical from run to run.
+        CPU threads for torch. ``None`` uses ``$MFKIT_THREADS`` or 1 — a fixed count keeps floating-point
+        reductions, and therefore the printed figures, identical from run to run; one thread because the book's
+        data are small, where a second thread costs more in synchronisation than it saves (and stalls badly on a
+        busy machine). Raise it for large CPU runs.
 
     Returns
     -------
     torch.device
     """
     if threads is None:
-        threads = int(os.environ.get("MFKIT_THREADS", "2"))
+        threads = int(os.environ.get("MFKIT_THREADS", "1"))
     torch.set_num_threads(threads)
     seed_everything(seed)
     return get_device(device)

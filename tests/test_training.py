@@ -121,11 +121,11 @@ def test_early_stopping_lower_is_better_and_module(device):
     snapshots = []
     hist = train_loop(lambda b: (model.weight - 5).pow(2).sum(), model, optimizer="sgd", lr=0.1, n_epochs=4,
                       evaluate=lambda: next(values), higher_is_better=False, patience=5,
-                      on_epoch_end=lambda e: snapshots.append(float(model.weight)))
+                      on_epoch_end=lambda e: snapshots.append(float(model.weight.detach())))
     assert not hist.stopped_early and len(hist.records) == 4
     assert hist.best_epoch == 2
-    assert float(model.weight) == pytest.approx(snapshots[1])
-    assert float(model.weight) != pytest.approx(snapshots[-1])
+    assert float(model.weight.detach()) == pytest.approx(snapshots[1])
+    assert float(model.weight.detach()) != pytest.approx(snapshots[-1])
 
 
 def test_eval_every_evaluates_on_schedule_and_last_epoch(device):

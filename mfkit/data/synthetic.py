@@ -1,0 +1,425 @@
+"""A seeded generator of Netflix-Prize-format data from a known low-rank model.
+
+The real Netflix Prize data (Kaggle "netflix-prize-data", 2 GB) cannot ship with the book, so the chapters run on a
+stand-in written in exactly its format (``combined_data_1..4.txt``, ``probe.txt``, ``qualifying.txt``,
+``movie_titles.csv``: Latin-1 titles with commas, ``NULL`` years, sparse CustomerIDs) and drawn from a model whose
+parameters are known, so a chapter can check what a fitted model recovers. The model is the biased matrix
+factorization of Koren, Bell & Volinsky (2009, "Matrix factorization techniques for recommender systems"):
+
+.. math:: r_{ui} = \\mathrm{clip}(\\mathrm{round}(\\mu + b_u + b_i + p_u^\\top q_i + \\varepsilon_{ui}), 1, 5),
+   \\quad \\varepsilon_{ui} \\sim \\mathcal N(0, \\sigma^2)
+
+with long-tailed (log-normal) user activity and item popularity, as in the real data.
+
+Used by: Chapter 1 (format, parsing, splits), Chapter 6 (Netflix-shaped training), ``benchmarks/netflix_parse.py``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import data_home
+from .netflix import NetflixRatings
+
+__all__ = ["NetflixGroundTruth", "simulate_netflix", "generate_netflix_sample", "netflix_sample_dir",
+           "netflix_sample_truth", "SAMPLE_DEFAULTS"]
+
+# The default sample: ~150k ratings, parsed and trained on in seconds.
+SAMPLE_DEFAULTS = dict(n_users=3000, n_movies=600, n_factors=8, ratings_per_user=50, noise_std=0.5, seed=0)
+_SAMPLE_VERSION = "2"  # bump when the generator changes: the cached sample is then regenerated
+
+_FIRST_DAY = int(np.datetime64("1999-11-11", "D").astype(np.int64))  # the real data's date range
+_LAST_DAY = int(np.datetime64("2005-12-31", "D").astype(np.int64))
+_MAX_CUSTOMER_ID = 2_649_429
+
+
+@dataclass
+class NetflixGroundTruth:
+    """Everything :func:`generate_netflix_sample` drew: the model and every line it wrote.
+
+    Attributes
+    ----------
+    user_ids : np.ndarray of int32
+        Sorted raw CustomerIDs; row ``j`` of ``user_factors``/``user_bias`` belongs to ``user_ids[j]``.
+    movie_ids : np.ndarray of int32
+        Raw MovieIDs ``1..n_movies``; row ``j`` of ``item_factors``/``item_bias`` belongs to ``movie_ids[j]``.
+    global_mean, user_bias, item_bias, user_factors, item_factors, noise_std
+        The model :math:`\\mu + b_u + b_i + p_u^\\top q_i` and the noise level :math:`\\sigma`.
+    ratings : NetflixRatings
+        Every rating written to ``combined_data_*.txt``, in file order (what the parser must return).
+    probe : pandas.DataFrame
+        ``movie, user`` pairs of ``probe.txt`` in file order (a subset of ``ratings``, from each user's latest dates).
+    qualifying : pandas.DataFrame
+        ``movie, user, date`` of ``qualifying.txt`` in file order (pairs not in ``ratings``), with the hidden
+        ``rating`` drawn from the same model.
+    titles : pandas.DataFrame
+        ``year`` (nullable Int64) and ``title`` indexed by movie id, as :func:`read_movie_titles` returns them.
+    """
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    global_mean: float
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    noise_std: float
+    ratings: NetflixRatings
+    probe: pd.DataFrame
+    qualifying: pd.DataFrame
+    titles: pd.DataFrame
+    files: list = field(default_factory=list)
+
+    def predict(self, users, movies) -> np.ndarray:
+        """The model's expected rating before noise, rounding and clipping, for raw CustomerIDs and MovieIDs."""
+        u = np.searchsorted(self.user_ids, np.asarray(users))
+        i = np.searchsorted(self.movie_ids, np.asarray(movies))
+        return _model(self.global_mean, self.user_bias, self.item_bias, self.user_factors, self.item_factors, u, i)
+
+
+def _model(mu, bu, bi, P, Q, u, i, block: int = 1 << 20) -> np.ndarray:
+    """mu + b_u + b_i + p_u.q_i for index arrays, in blocks so the (n, k) temporaries stay small."""
+    out = np.empty(len(u), dtype=np.float64)
+    for s in range(0, len(u), block):
+        uu, ii = u[s:s + block], i[s:s + block]
+        out[s:s + block] = mu + bu[uu] + bi[ii] + np.einsum("nk,nk->n", P[uu], Q[ii])
+    return out
+
+
+def _unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort and a diff: faster than np.unique's hash path on these int64 keys)."""
+    keys = np.sort(keys)
+    return keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys
+
+
+def _draw(rng: np.random.Generator, p: np.ndarray, size: int, shuffle: bool = True) -> np.ndarray:
+    """``size`` i.i.d. indices with probabilities ``p``: multinomial counts, repeated, then shuffled.
+
+    Same distribution as ``rng.choice(len(p), size, p=p)`` but much faster for millions of draws; with
+    ``shuffle=False`` the draws come sorted (pairing a sorted draw with a shuffled one is still i.i.d.).
+    """
+    counts = rng.multinomial(size, p)
+    idx = np.repeat(np.arange(len(p), dtype=np.int64), counts)
+    return rng.permutation(idx) if shuffle else idx
+
+
+def _shuffled_order(rng: np.random.Generator, groups: np.ndarray) -> np.ndarray:
+    """A permutation sorting by ``groups`` with a random order inside each group (a stable radix sort)."""
+    perm = rng.permutation(len(groups))
+    small = groups[perm].astype(np.int16 if groups.max(initial=0) < 32768 else np.int32)
+    return perm[np.argsort(small, kind="stable")]
+
+
+def simulate_netflix(n_users: int = 3000, n_movies: int = 600, n_factors: int = 8, ratings_per_user: float = 50,
+                     noise_std: float = 0.5, probe_frac: float = 0.014, seed: int = 0) -> NetflixGroundTruth:
+    """Draw a Netflix-shaped data set in memory (no files): see :func:`generate_netflix_sample`."""
+    if n_users < 1 or n_movies < 1 or n_factors < 1:
+        raise ValueError(f"n_users, n_movies and n_factors must be >= 1, got {n_users}, {n_movies}, {n_factors}")
+    n_target = int(round(n_users * ratings_per_user))
+    if not max(n_users, n_movies) <= n_target <= 0.5 * n_users * n_movies:
+        raise ValueError(f"n_users * ratings_per_user = {n_target} ratings must lie between max(n_users, n_movies) = "
+                         f"{max(n_users, n_movies)} and half of n_users * n_movies = {n_users * n_movies // 2}")
+    rng = np.random.default_rng(seed)
+
+    # Sparse CustomerIDs like the real ones (1..2,649,429 with gaps), consecutive MovieIDs 1..n_movies.
+    id_range = max(_MAX_CUSTOMER_ID, 2 * n_users)
+    user_ids = np.sort(rng.choice(id_range, size=n_users, replace=False) + 1).astype(np.int32)
+    movie_ids = np.arange(1, n_movies + 1, dtype=np.int32)
+
+    # Long-tailed activity and popularity (log-normal weights): a few users and movies carry most ratings.
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    popularity = rng.lognormal(0.0, 1.2, n_movies)
+    p_user, p_item = activity / activity.sum(), popularity / popularity.sum()
+
+    # Pairs: every user and every movie gets at least one rating, the rest drawn by activity x popularity.
+    n_m = np.int64(n_movies)
+    base = np.concatenate([np.arange(n_users) * n_m + _draw(rng, p_item, n_users),
+                           _draw(rng, p_user, n_movies) * n_m + np.arange(n_movies)])
+    base = _unique(base)
+    keys = base
+    while len(keys) < n_target:
+        m = int(1.3 * (n_target - len(keys))) + 16
+        extra = _draw(rng, p_user, m, shuffle=False) * n_m + _draw(rng, p_item, m)
+        keys = _unique(np.concatenate([keys, extra]))
+    if len(keys) > n_target:  # keep the base pairs, a random subset of the others
+        others = np.setdiff1d(keys, base, assume_unique=True)
+        keep = rng.permutation(len(others))[:n_target - len(base)]
+        keys = np.sort(np.concatenate([base, others[keep]]))
+    u, i = keys // n_m, keys % n_m
+
+    # The model: biases (popular movies rated a little higher, as in the real data) and factors.
+    mu = 3.6
+    bu = rng.normal(0.0, 0.35, n_users)
+    log_pop = np.log(popularity)
+    bi = rng.normal(0.0, 0.4, n_movies) + 0.15 * (log_pop - log_pop.mean()) / (log_pop.std() + 1e-12)
+    scale = (0.3 / n_factors) ** 0.25  # p.q then has variance 0.3
+    P = rng.normal(0.0, scale, (n_users, n_factors))
+    Q = rng.normal(0.0, scale, (n_movies, n_factors))
+
+    def draw(uu, ii):
+        r = _model(mu, bu, bi, P, Q, uu, ii) + rng.normal(0.0, noise_std, len(uu))
+        return np.clip(np.rint(r), 1, 5).astype(np.int8)
+
+    rating = draw(u, i)
+    # Dates: each user joins on a day of the real range and rates between then and its end.
+    join = rng.integers(_FIRST_DAY, _LAST_DAY - 30, n_users)
+    date = (join[u] + np.floor(rng.random(len(u)) * (_LAST_DAY + 1 - join[u]))).astype(np.int32)
+
+    # File order: by movie, shuffled within a movie.
+    order = _shuffled_order(rng, i)
+    u, i, rating, date = u[order], i[order], rating[order], date[order]
+    ratings = NetflixRatings(user=user_ids[u], movie=movie_ids[i].astype(np.int16 if n_movies < 32768 else np.int32),
+                             rating=rating, date=date)
+
+    # Probe: like the real one, drawn from each user's most recent ratings (up to 3, keeping one in train).
+    counts = np.bincount(u, minlength=n_users)
+    # one int64 key: user, then latest date first, then a random tie-break (a single fast integer sort)
+    key = ((u << 40) | ((_LAST_DAY - date.astype(np.int64)) << 20)
+           | rng.integers(0, 1 << 20, len(u)))
+    recent_first = np.argsort(key)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(u), dtype=np.int64)
+    rank[recent_first] = np.arange(len(u)) - np.repeat(starts, counts)
+    candidates = np.flatnonzero(rank < np.minimum(3, counts[u] - 1))
+    n_probe = min(len(candidates), int(round(probe_frac * len(u))))
+    probe_rows = np.sort(rng.choice(candidates, n_probe, replace=False))  # sorted rows keep the movie order
+    probe = pd.DataFrame({"movie": movie_ids[i[probe_rows]], "user": user_ids[u[probe_rows]]})
+
+    # Qualifying: other pairs (not rated), dated after the user's last rating, with hidden ratings.
+    n_qual = 2 * n_probe
+    rated = np.sort(u * n_m + i)
+    qual = np.empty(0, dtype=np.int64)
+    for _ in range(100):  # a few rounds of vectorised rejection sampling
+        if len(qual) >= n_qual:
+            break
+        m = 2 * (n_qual - len(qual)) + 16
+        cand = _draw(rng, p_user, m, shuffle=False) * n_m + _draw(rng, p_item, m)
+        pos = np.minimum(np.searchsorted(rated, cand), len(rated) - 1)
+        cand = _unique(cand[rated[pos] != cand])
+        qual = _unique(np.concatenate([qual, cand]))
+    qual = np.sort(rng.permutation(qual)[:n_qual])
+    qu, qi = qual // n_m, qual % n_m
+    last = np.zeros(n_users, dtype=np.int64)  # each user's latest date: first in the recent-first order
+    has = counts > 0
+    last[has] = date[recent_first[starts[has]]]
+    qdate = (last[qu] + np.floor(rng.random(len(qu)) * (_LAST_DAY + 1 - last[qu]))).astype(np.int32)
+    qorder = _shuffled_order(rng, qi)
+    qu, qi, qdate = qu[qorder], qi[qorder], qdate[qorder]
+    qualifying = pd.DataFrame({"movie": movie_ids[qi], "user": user_ids[qu], "date": qdate,
+                               "rating": draw(qu, qi)})
+
+    titles = _titles(rng, n_movies, movie_ids)
+    return NetflixGroundTruth(user_ids=user_ids, movie_ids=movie_ids, global_mean=mu, user_bias=bu, item_bias=bi,
+                              user_factors=P, item_factors=Q, noise_std=noise_std, ratings=ratings, probe=probe,
+                              qualifying=qualifying, titles=titles)
+
+
+_ADJ = ["Silent", "Last", "Red", "Lost", "Hidden", "Broken", "Golden", "Dark", "Wild", "Secret", "Little", "Final",
+        "Crimson", "Frozen", "Electric", "Quiet", "Endless", "Burning", "Distant", "Bitter"]
+_NOUN = ["River", "Summer", "Night", "Empire", "Garden", "Road", "Storm", "Kingdom", "Island", "Letter", "Harbor",
+         "Promise", "Mirror", "Station", "Horizon", "Echo", "Winter", "Journey", "Shadow", "Machine"]
+_LATIN1 = ["Amélie", "Café", "Señor", "Niño", "Crème Brûlée", "Déjà Vu", "Mañana", "Fête", "Garçon", "Façade",
+           "Müller", "Smörgåsbord"]
+
+
+def _titles(rng: np.random.Generator, n_movies: int, movie_ids: np.ndarray) -> pd.DataFrame:
+    """Made-up titles with the real file's quirks: commas, Latin-1 letters, NULL years."""
+    a = rng.integers(0, len(_ADJ), n_movies)
+    b = rng.integers(0, len(_NOUN), n_movies)
+    c = rng.integers(0, len(_NOUN), n_movies)
+    d = rng.integers(0, len(_LATIN1), n_movies)
+    kind = rng.integers(0, 6, n_movies)
+    kind[0], kind[min(1, n_movies - 1)] = 2, 3  # at least one title with commas and one with Latin-1 letters
+    patterns = [
+        lambda j: f"The {_ADJ[a[j]]} {_NOUN[b[j]]}",
+        lambda j: f"{_NOUN[b[j]]} of the {_NOUN[c[j]]}",
+        lambda j: f"{_NOUN[b[j]]}, {_NOUN[c[j]]}, and the {_ADJ[a[j]]} {_NOUN[b[j]]}",
+        lambda j: f"{_LATIN1[d[j]]}",
+        lambda j: f"{_LATIN1[d[j]]}: {_ADJ[a[j]]} {_NOUN[c[j]]}",
+        lambda j: f"{_ADJ[a[j]]} {_NOUN[b[j]]}: Season {1 + c[j] % 5}",
+    ]
+    title = [patterns[kind[j]](j) for j in range(n_movies)]  # one per movie, not per rating
+    year = pd.array(rng.integers(1920, 2006, n_movies), dtype="Int64")
+    no_year = rng.random(n_movies) < 0.005
+    no_year[n_movies - 1] = True  # at least one NULL year, as in the real file
+    year[no_year] = pd.NA
+    return pd.DataFrame({"year": year, "title": np.array(title, dtype=object)},
+                        index=pd.Index(movie_ids.astype(np.int64), name="movie"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing, vectorised: each line is a row of a byte matrix, a mask drops the unused columns
+# ---------------------------------------------------------------------------------------------------------------------
+_FOUR_DIGITS = np.frombuffer("".join(f"{k:04d}" for k in range(10000)).encode(), dtype=np.uint8).reshape(-1, 4)
+
+
+def _digit_bytes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ASCII digits of integers 0..99,999,999 right-aligned in 8 columns, and the mask of the used ones.
+
+    Two divisions and two lookups in a table of "0000".."9999" per value (no per-digit division).
+    """
+    v = values.astype(np.int64)
+    if len(v) and (v.min() < 0 or v.max() >= 10 ** 8):
+        raise ValueError("ids must lie in 0..99,999,999 (at most 8 digits)")
+    digits = np.hstack([_FOUR_DIGITS[v // 10000], _FOUR_DIGITS[v % 10000]])
+    n_digits = 1 + (v[:, None] >= 10 ** np.arange(1, 8, dtype=np.int64)).sum(axis=1)
+    mask = np.arange(8) >= (8 - n_digits)[:, None]
+    return digits, mask
+
+
+def _const(n: int, text: str) -> tuple[np.ndarray, np.ndarray]:
+    b = np.frombuffer(text.encode(), dtype=np.uint8)
+    return np.broadcast_to(b, (n, len(b))), np.ones((n, len(b)), dtype=bool)
+
+
+def _date_bytes(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = int(days.min()), int(days.max())
+    table = np.datetime_as_string(np.arange(lo, hi + 1).astype("datetime64[D]"), unit="D").astype("S10")
+    table = np.frombuffer(table.tobytes(), dtype=np.uint8).reshape(-1, 10)
+    return table[days - lo], np.ones((len(days), 10), dtype=bool)
+
+
+def _format_lines(movie: np.ndarray, fields: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    """The text of ``MovieID:`` blocks: rows are sorted by movie; ``fields`` are (bytes, mask) column groups."""
+    n = len(movie)
+    body = np.hstack([f[0] for f in fields] + [_const(n, "\n")[0]])
+    body_mask = np.hstack([f[1] for f in fields] + [_const(n, "\n")[1]])
+    first = np.ones(n, dtype=bool)
+    first[1:] = movie[1:] != movie[:-1]
+    heads = np.flatnonzero(first)
+    hd, hm = _digit_bytes(movie[heads])
+    head = np.hstack([hd, _const(len(heads), ":\n")[0]])
+    head_mask = np.hstack([hm, _const(len(heads), ":\n")[1]])
+    width = max(body.shape[1], head.shape[1])
+    rows = np.zeros((n + len(heads), width), dtype=np.uint8)
+    mask = np.zeros((n + len(heads), width), dtype=bool)
+    row_of = np.arange(n) + np.cumsum(first)  # each rating line comes after its block's header
+    rows[row_of, :body.shape[1]] = body
+    mask[row_of, :body.shape[1]] = body_mask
+    rows[row_of[heads] - 1, :head.shape[1]] = head
+    mask[row_of[heads] - 1, :head.shape[1]] = head_mask
+    return rows[mask].tobytes()
+
+
+def _write_blocks(path: Path, movie: np.ndarray, make_fields, block: int = 1 << 20) -> None:
+    """Write rows sorted by movie in slices of ``block`` rows, each starting at a movie boundary."""
+    bounds = np.flatnonzero(np.r_[True, movie[1:] != movie[:-1]])
+    with open(path, "wb") as f:
+        s = 0
+        while s < len(movie):
+            # the first movie boundary at or after s + block (a slice never splits a movie's header from its lines)
+            k = np.searchsorted(bounds, s + block)
+            e = int(bounds[k]) if k < len(bounds) else len(movie)
+            f.write(_format_lines(movie[s:e], make_fields(slice(s, e))))
+            s = e
+
+
+def write_netflix_files(folder, truth: NetflixGroundTruth, n_files: int = 4) -> list[Path]:
+    """Write ``truth`` in the Kaggle layout; returns the ``combined_data`` paths (movie ranges of similar size)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    r = truth.ratings
+    movie = r.movie.astype(np.int64)
+    # split the movies into n_files ranges holding similar numbers of ratings, as the four Kaggle files do
+    n_files = max(1, min(n_files, len(_unique(movie))))
+    cuts = np.searchsorted(movie, np.quantile(movie, np.arange(1, n_files) / n_files), side="right")
+    edges = _unique(np.concatenate([[0], cuts, [len(movie)]]))
+    paths = []
+    for j, (s, e) in enumerate(zip(edges[:-1], edges[1:]), start=1):
+        p = folder / f"combined_data_{j}.txt"
+        _write_blocks(p, movie[s:e], lambda sl, s=s: [
+            _digit_bytes(r.user[s:][sl]), _const(sl.stop - sl.start, ","),
+            ((r.rating[s:][sl].astype(np.uint8) + 48)[:, None], np.ones((sl.stop - sl.start, 1), bool)),
+            _const(sl.stop - sl.start, ","), _date_bytes(r.date[s:][sl])])
+        paths.append(p)
+    pr = truth.probe
+    _write_blocks(folder / "probe.txt", pr["movie"].to_numpy(np.int64),
+                  lambda sl: [_digit_bytes(pr["user"].to_numpy()[sl])])
+    q = truth.qualifying
+    _write_blocks(folder / "qualifying.txt", q["movie"].to_numpy(np.int64),
+                  lambda sl: [_digit_bytes(q["user"].to_numpy()[sl]), _const(sl.stop - sl.start, ","),
+                              _date_bytes(q["date"].to_numpy()[sl])])
+    t = truth.titles
+    year = t["year"].astype(object).where(t["year"].notna(), "NULL").astype(str)
+    lines = t.index.astype(str) + "," + year.to_numpy() + "," + t["title"].to_numpy(dtype=str)
+    (folder / "movie_titles.csv").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    return paths
+
+
+def generate_netflix_sample(folder, n_users: int = 3000, n_movies: int = 600, n_factors: int = 8,
+                            ratings_per_user: float = 50, noise_std: float = 0.5, probe_frac: float = 0.014,
+                            seed: int = 0) -> NetflixGroundTruth:
+    """Write a Netflix Prize stand-in in exactly the Kaggle format, drawn from a known biased-MF model.
+
+    Writes ``combined_data_1..4.txt`` (movie ranges of similar size), ``probe.txt`` (about ``probe_frac`` of the
+    ratings, from each user's latest dates, as the real probe), ``qualifying.txt`` (unrated pairs dated after the
+    user's ratings) and ``movie_titles.csv`` (Latin-1, titles with commas, at least one ``NULL`` year).
+
+    Parameters
+    ----------
+    folder : path
+        Created if needed; existing files of those names are overwritten.
+    n_users, n_movies, n_factors : int
+        Sizes of the model. CustomerIDs are sparse (drawn from 1..2,649,429 like the real ones); MovieIDs are
+        ``1..n_movies``.
+    ratings_per_user : float
+        Mean ratings per user (activity is log-normal, so medians are lower and a few users rate a lot).
+        The defaults give 150,000 ratings; 10 million (the N1 benchmark) take about a minute.
+    noise_std : float
+        Standard deviation :math:`\\sigma` of the Gaussian noise before rounding: an RMSE floor for any model.
+    probe_frac : float
+        Fraction of the ratings listed in ``probe.txt`` (the real probe holds 1.4%).
+    seed : int
+        Everything is drawn from ``numpy.random.default_rng(seed)``.
+
+    Returns
+    -------
+    NetflixGroundTruth
+        Ids, factors, biases, noise level and every written line, so a parser round trip can be checked exactly.
+
+    Notes
+    -----
+    Used by: Chapter 1 (the default sample, :func:`netflix_sample_dir`) and ``benchmarks/netflix_parse.py`` (N1).
+    Model: Koren, Bell & Volinsky (2009). Writing is vectorised per block of about a million lines.
+    """
+    truth = simulate_netflix(n_users, n_movies, n_factors, ratings_per_user, noise_std, probe_frac, seed)
+    truth.files = write_netflix_files(folder, truth)
+    return truth
+
+
+def netflix_sample_truth() -> NetflixGroundTruth:
+    """The ground truth of the default sample of :func:`netflix_sample_dir` (drawn in memory, no files written)."""
+    return simulate_netflix(**SAMPLE_DEFAULTS)
+
+
+def netflix_sample_dir(cache_dir=None) -> Path:
+    """The folder of the default generated Netflix sample, written once into the cache (deterministic).
+
+    Used by: Chapter 1 and :func:`mfkit.data.load_netflix` when no Netflix folder is given or set in
+    ``$MFKIT_NETFLIX_DIR``.
+    """
+    target = data_home(cache_dir) / f"netflix-sample-v{_SAMPLE_VERSION}"
+    if (target / ".complete").exists():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=".netflix-sample-", dir=target.parent))
+    try:
+        generate_netflix_sample(tmp, **SAMPLE_DEFAULTS)
+        (tmp / ".complete").write_text("generated by mfkit.data.generate_netflix_sample\n")
+        if (target / ".complete").exists():  # another process finished first: use its copy
+            return target
+        if target.exists():  # a partial folder from an interrupted run
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / ".complete").exists():  # not a concurrent writer finishing first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -1,7 +1,7 @@
 """Benchmark I1: weighted MF for implicit feedback on MovieLens 100k (top-10 ranking), plus a Netflix-scale timing.
 
-Protocol I1 (../shared/PROTOCOLS.md): every rating is an interaction; stratified_item_split(train_frac=0.75, seed=42);
-for each user with test rows, the top 10 items excluding the user's train items; precision, recall, nDCG and MAP at
+Protocol I1 (book/how_we_measure.ipynb): every rating is an interaction; stratified_item_split(train_frac=0.75,
+seed=42); for each user with test rows, the top 10 items excluding the user's train items; precision, recall, nDCG and MAP at
 10. Hyperparameters are chosen on a validation part carved from the train part (train_validation_split(train, "I1",
 --valid-seed)), never on the test part: the selection is re-run here, so any split seed gives an honest figure.
 
@@ -17,43 +17,23 @@ benchmarks/results/implicit_ml100k.json.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import save_results  # noqa: E402  (puts the repository root on sys.path too)
+import numpy as np
+import torch
+from _common import ALS_BASE, ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS, i1_line, i1_record, save_results, timed_fit
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import mfkit  # noqa: E402
-from mfkit.data import Interactions, load_movielens_100k, stratified_item_split  # noqa: E402
-from mfkit.implicit import Popularity, WeightedMF, tune_weighted_mf  # noqa: E402
-from mfkit.metrics import ranking_metrics  # noqa: E402
+import mfkit
+from mfkit.data import Interactions, load_movielens_100k, stratified_item_split
+from mfkit.implicit import Popularity, WeightedMF, tune_weighted_mf
+from mfkit.metrics import ranking_metrics
 
 MODULES = ["mfkit/implicit.py", "mfkit/metrics.py", "mfkit/data/splits.py", "mfkit/training.py"]
 
-# ALS grid: the unobserved weight, the regularisation (plain, or scaled by each row's total loss weight as in Rendle et
-# al. 2021) and the dimension. n_epochs is the most sweeps tried; the best sweep on validation is kept.
-ALS_GRID = [
-    *({"reg_scaling": None, "unobserved_weight": w, "reg": r} for w in (0.3, 0.5) for r in (7, 10, 14)),
-    *({"reg_scaling": 1.0, "unobserved_weight": w, "reg": r} for w in (0.1, 0.2) for r in (0.02, 0.03, 0.04)),
-]
-ALS_GRID_QUICK = [{"reg_scaling": None, "unobserved_weight": 0.3, "reg": 10},
-                  {"reg_scaling": 1.0, "unobserved_weight": 0.1, "reg": 0.03}]
-# conjugate-gradient half-sweeps (3 steps, warm-started) reach the exact ALS fixed point at a fraction of the cost of
-# k × k Cholesky solves on a CPU; the exact solver is timed too, with the same hyperparameters.
-ALS_BASE = {"solver": "als", "als_method": "cg", "cg_steps": 3, "n_factors": 64}
-ALS_SWEEPS = 15
+# The ALS grid (ALS_GRID, ALS_BASE, ALS_SWEEPS) is in _common.py: neural_ml100k.py selects its reference with it.
 GRAM_LRS = (0.01, 0.03)
 GRAM_EPOCHS = 300
 GRAM_PATIENCE = 30  # stop a Gram candidate after 30 epochs without a better validation nDCG
-
-
-def line(name: str, m: dict, fit_s: float) -> str:
-    return (f"I1 model={name} ndcg@10={m['ndcg']:.4f} p@10={m['precision']:.4f} r@10={m['recall']:.4f} "
-            f"map@10={m['map']:.4f} fit_s={fit_s:.3f}")
 
 
 def describe(params: dict | None) -> str:
@@ -73,14 +53,6 @@ def describe(params: dict | None) -> str:
 def plain_records(table) -> list[dict]:
     """A selection table as JSON-safe records (None, not NaN, where reg_scaling is None)."""
     return table.astype(object).where(table.notna(), None).to_dict("records")
-
-
-def timed_fit(model, train):
-    t0 = time.perf_counter()
-    model.fit(train)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return model, time.perf_counter() - t0
 
 
 def netflix_shaped(n_users: int, n_items: int, n_interactions: int, seed: int = 0) -> Interactions:
@@ -131,10 +103,72 @@ def scale_section(args, device) -> dict:
     return out
 
 
+def fit_all(data, split_seed: int, args, device) -> dict:
+    """Every model of this script on one I1 split, selection on validation included.
+
+    Returns ``{name: (metrics, fit_s, params)}`` in the order of the records.
+    """
+    train, test = stratified_item_split(data, train_frac=0.75, seed=split_seed)
+    out = {}
+
+    def score(name, model, fit_s, params=None):
+        out[name] = (ranking_metrics(model, train, test, k=10, device=device), fit_s, params)
+
+    pop, fit_s = timed_fit(Popularity(device=device), train)
+    score("popularity", pop, fit_s)
+    best, _ = tune_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
+                               base_params={**ALS_BASE, "n_epochs": ALS_SWEEPS, "device": device},
+                               seed=args.valid_seed, show_progress=False)
+    best = {k: v for k, v in best.items() if k not in ("device", "show_progress")}
+    for name, params in (("wmf_als", best), ("wmf_als_cholesky", {**best, "als_method": "cholesky"}),
+                         ("wmf_als_w0.005", {**best, "unobserved_weight": 0.005})):
+        model, fit_s = timed_fit(WeightedMF(**params, device=device, show_progress=False), train)
+        score(name, model, fit_s, params)
+    gram_base = {**{k: v for k, v in best.items() if k not in ("als_method", "cg_steps")}, "solver": "gram",
+                 "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS, "device": device}
+    gbest, _ = tune_weighted_mf(train, {"lr": GRAM_LRS[-1:] if args.quick else list(GRAM_LRS)},
+                                base_params=gram_base, seed=args.valid_seed, patience=GRAM_PATIENCE,
+                                show_progress=False)
+    gbest = {k: v for k, v in gbest.items() if k not in ("device", "show_progress")}
+    model, fit_s = timed_fit(WeightedMF(**gbest, device=device, show_progress=False), train)
+    score("wmf_gram_adam", model, fit_s, gbest)
+    return out
+
+
+SPREAD_METRICS = ("ndcg", "precision", "recall", "map")
+
+
+def add_split_spread(records: list[dict], data, args, device) -> None:
+    """Protocol I1's spread: re-run every model (selection included) on the other split seeds and store, in each
+    record, ``<metric>_mean`` and ``<metric>_std`` over all of ``args.split_seeds`` (the record's own figures stay
+    those of ``args.seed``), ``split_seeds`` and the per-seed ``runs``. Orderings within the spread are ties."""
+    runs = {r["model"]: [{"seed": args.seed, **{m: r[m] for m in SPREAD_METRICS}, "fit_s": r["fit_s"]}]
+            for r in records}
+    for seed in args.split_seeds:
+        if seed == args.seed:
+            continue
+        t0 = time.perf_counter()
+        for name, (m, fit_s, _) in fit_all(data, seed, args, device).items():
+            runs[name].append({"seed": seed, **{k: m[k] for k in SPREAD_METRICS}, "fit_s": fit_s})
+        print(f"split seed {seed}: " + " ".join(f"{n}={r[-1]['ndcg']:.4f}" for n, r in runs.items())
+              + f" ({time.perf_counter() - t0:.0f} s)", flush=True)
+    for r in records:
+        rs = runs[r["model"]]
+        r["split_seeds"] = [x["seed"] for x in rs]
+        r["runs"] = rs
+        for m in SPREAD_METRICS:
+            values = np.array([x[m] for x in rs])
+            r[f"{m}_mean"], r[f"{m}_std"] = float(values.mean()), float(values.std())
+        print(f"I1 spread model={r['model']} seeds={r['split_seeds']} ndcg@10={r['ndcg_mean']:.4f}"
+              f"±{r['ndcg_std']:.4f} p@10={r['precision_mean']:.4f}±{r['precision_std']:.4f}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a two-point grid and fewer Gram epochs")
     parser.add_argument("--seed", type=int, default=42, help="I1 split seed (the protocol's is 42)")
+    parser.add_argument("--split-seeds", type=int, nargs="*", default=[42, 0, 1, 2, 3],
+                        help="split seeds of the mean ± std stored with each record (none: skip the spread)")
     parser.add_argument("--valid-seed", type=int, default=0, help="seed of the validation split carved from train")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (the protocol's figures: 2)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when available)")
@@ -153,11 +187,9 @@ def main(argv=None):
 
     def report(name, model, fit_s, params=None):
         m = ranking_metrics(model, train, test, k=10, device=device)
-        print(line(name, m, fit_s), flush=True)
-        records.append({"protocol": "I1", "model": name, "chapter": "02_weighted_mf", "ndcg": m["ndcg"],
-                        "precision": m["precision"], "recall": m["recall"], "map": m["map"], "fit_s": fit_s,
-                        "device": str(device), "notes": describe(params), "params": params,
-                        "split_seed": args.seed, "valid_seed": args.valid_seed})
+        print(i1_line(name, m, fit_s), flush=True)
+        records.append(i1_record(name, m, fit_s, "02_weighted_mf", device, describe(params), params,
+                                 split_seed=args.seed, valid_seed=args.valid_seed))
         return m
 
     pop, fit_s = timed_fit(Popularity(device=device), train)
@@ -199,7 +231,11 @@ def main(argv=None):
     print(f"gram vs als: ndcg@10 difference {gram_metrics['ndcg'] - als_metrics['ndcg']:+.4f} (target within 0.02); "
           f"target for the best: ndcg@10 >= 0.48, p@10 >= 0.42, fit <= 0.5 s on 2 CPU cores")
 
-    extra = {"seeds": {"split": args.seed, "validation": args.valid_seed, "model": 0},
+    if args.split_seeds:
+        add_split_spread(records, data, args, device)
+
+    extra = {"seeds": {"split": args.seed, "validation": args.valid_seed, "model": 0,
+                       "split_spread": args.split_seeds},
              "als_selection": plain_records(table), "gram_selection": plain_records(gtable)}
     if args.scale:  # not an I1 figure: stored beside the records
         extra["scale"] = scale_section(args, device)

@@ -1,4 +1,4 @@
-"""Benchmark N1: Netflix Prize format throughput (see ../shared/PROTOCOLS.md, N1).
+"""Benchmark N1: Netflix Prize format throughput (see book/how_we_measure.ipynb, N1).
 
 Writes a combined_data file with N ratings (10M by default) with mfkit's generator into a temporary folder, then
 measures, each in a fresh subprocess so that the generation does not pollute the memory figures:
@@ -29,8 +29,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 # This process imports neither mfkit nor torch until the end: the children it starts would otherwise begin with its
 # memory high-water mark (Linux carries ru_maxrss across fork and exec), and the generation runs in a child too.
 
@@ -143,7 +141,7 @@ print(json.dumps({"build": build, "reload": best[0], "reload_cpu": best[1], "n":
 
 
 def run_child(code: str, *args: str) -> dict:
-    env = dict(os.environ, MFKIT_PROGRESS="0", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, MFKIT_PROGRESS="0")  # mfkit is installed (make install): the children import it
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child failed:\n{done.stderr}")
@@ -233,8 +231,7 @@ def main() -> None:
     if args.quick:
         print("(--quick: results not saved)")
     else:
-        sys.path.insert(0, str(HERE))
-        from _common import save_results
+        from _common import save_results  # only now: see the note on imports at the top
 
         save_results("netflix_parse", records,
                      modules=["mfkit/data/netflix.py", "mfkit/data/interactions.py", "mfkit/data/synthetic.py"],

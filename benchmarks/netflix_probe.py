@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save_results  # noqa: E402
+from _common import save_results
 
-from mfkit.explicit import BiasedMF, default_netflix_model, netflix_probe_rmse  # noqa: E402
-from mfkit.utils import get_device, setup  # noqa: E402
+from mfkit.explicit import BiasedMF, default_netflix_model, netflix_probe_rmse
+from mfkit.utils import get_device, setup
 
 
 def main(argv=None) -> dict:

@@ -1,6 +1,6 @@
 """Neural models on MovieLens 100k: NCF (GMF, MLP, NeuMF) and the two-tower model, next to the best matrix factorization.
 
-Protocols (../shared/PROTOCOLS.md):
+Protocols (book/how_we_measure.ipynb):
 
 * I1 (top-10 ranking): ``stratified_item_split(data, 0.75, seed=42)``. Every model's hyperparameters (and its number
   of epochs) are chosen on a validation part carved from the train part (``train_validation_split(train, "I1",
@@ -24,22 +24,18 @@ Results go to ``benchmarks/results/neural_ml100k.json``.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save_results  # noqa: E402  (puts the repository root on sys.path too)
+import torch
+from _common import (ALS_BASE, ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS, e1_model_specs, e1_record, e1_select_and_fit,
+                     i1_line, i1_record, save_results, timed_fit)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import mfkit  # noqa: E402
-from mfkit.data import load_movielens_100k, random_split, stratified_item_split, train_validation_split  # noqa: E402
-from mfkit.explicit import evaluate, tune_on_validation  # noqa: E402
-from mfkit.implicit import WeightedMF, tune_weighted_mf  # noqa: E402
-from mfkit.metrics import ranking_metrics  # noqa: E402
-from mfkit.neural import NCF, TwoTower, tune  # noqa: E402
+import mfkit
+from mfkit.data import load_movielens_100k, random_split, stratified_item_split, train_validation_split
+from mfkit.explicit import evaluate
+from mfkit.implicit import WeightedMF, tune_weighted_mf
+from mfkit.metrics import ranking_metrics
+from mfkit.neural import CHOSEN_SETTINGS, NCF, TwoTower, tune
 
 MODULES = ["mfkit/neural.py", "mfkit/metrics.py", "mfkit/training.py", "mfkit/data/splits.py"]
 
@@ -65,24 +61,11 @@ E1_NEUMF_GRID = {"lr": [0.001], "reg": [0.1, 0.3]}
 QUICK = {"epochs": 6}
 
 
-def i1_line(name: str, m: dict, fit_s: float) -> str:
-    return (f"I1 model={name} ndcg@10={m['ndcg']:.4f} p@10={m['precision']:.4f} r@10={m['recall']:.4f} "
-            f"map@10={m['map']:.4f} fit_s={fit_s:.3f}")
-
-
 def _quick(base: dict, grid: dict, quick: bool) -> tuple[dict, dict]:
     """--quick: the first grid point only and a few epochs."""
     if not quick:
         return base, grid
     return {**base, "n_epochs": QUICK["epochs"]}, {k: v[:1] for k, v in grid.items()}
-
-
-def _timed(model, train):
-    t0 = time.perf_counter()
-    model.fit(train)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return model, time.perf_counter() - t0
 
 
 def _show(name: str, table) -> None:
@@ -112,9 +95,9 @@ def _tune_ncf_family(train, grids, neumf_grid, valid_split, device, quick, metri
 
 def _fit_ncf_family(train, chosen):
     """Fit GMF, MLP and (from them) NeuMF on ``train``; returns {name: (model, fit seconds)}."""
-    gmf, gmf_s = _timed(NCF(**chosen["gmf"]), train)
-    mlp, mlp_s = _timed(NCF(**chosen["mlp"]), train)
-    neumf, neumf_s = _timed(NCF(**{**chosen["neumf"], "pretrained": (gmf, mlp)}), train)
+    gmf, gmf_s = timed_fit(NCF(**chosen["gmf"]), train)
+    mlp, mlp_s = timed_fit(NCF(**chosen["mlp"]), train)
+    neumf, neumf_s = timed_fit(NCF(**{**chosen["neumf"], "pretrained": (gmf, mlp)}), train)
     return {"ncf_gmf": (gmf, gmf_s), "ncf_mlp": (mlp, mlp_s), "ncf_neumf": (neumf, gmf_s + mlp_s + neumf_s)}
 
 
@@ -130,6 +113,21 @@ def _params(p: dict) -> dict:
             if k not in ("device", "show_progress", "pretrained")}
 
 
+def check_chosen(protocol: str, name: str, chosen: dict, grid: dict | None = None) -> bool:
+    """Print whether this run's selection agrees with ``mfkit.neural.CHOSEN_SETTINGS`` (what Chapter 7 fits), and
+    which chosen values sit at an edge of their grid (a wider grid might move them)."""
+    expected = CHOSEN_SETTINGS[protocol][name]
+    got = _params(chosen)
+    diff = {k: (v, got.get(k)) for k, v in _params(expected).items() if got.get(k) != v}
+    print(f"  {protocol} {name}: " + ("agrees with mfkit.neural.CHOSEN_SETTINGS" if not diff else
+          f"DIFFERS from mfkit.neural.CHOSEN_SETTINGS (expected, got): {diff}; update it, re-run Chapter 7"))
+    edges = [k for k, values in (grid or {}).items() if len(values) > 1 and got.get(k) in
+             (_params({k: values[0]})[k], _params({k: values[-1]})[k])]
+    if edges:
+        print(f"  {protocol} {name}: chosen at the edge of its grid: {', '.join(edges)}")
+    return not diff
+
+
 def run_i1(data, args, device, records):
     train, test = stratified_item_split(data, 0.75, seed=42)
     valid_split = train_validation_split(train, "I1", args.valid_seed)
@@ -138,23 +136,20 @@ def run_i1(data, args, device, records):
     def report(name, model, fit_s, params, chapter="07_neural_cf"):
         m = ranking_metrics(model, train, test, k=10, device=device)
         print(i1_line(name, m, fit_s), flush=True)
-        records.append({"protocol": "I1", "model": name, "chapter": chapter, "ndcg": m["ndcg"],
-                        "precision": m["precision"], "recall": m["recall"], "map": m["map"], "fit_s": fit_s,
-                        "device": str(device), "notes": _notes(params), "params": _params(params)})
+        records.append(i1_record(name, m, fit_s, chapter, device, _notes(params), _params(params)))
 
-    # the dot-product reference, selected as in benchmarks/implicit_ml100k.py
-    import implicit_ml100k as ref
-
-    best, table = tune_weighted_mf(train, ref.ALS_GRID_QUICK if args.quick else ref.ALS_GRID,
-                                   base_params={**getattr(ref, "ALS_BASE", {"solver": "als"}),
-                                                "n_epochs": ref.ALS_SWEEPS, "device": device},
+    # the dot-product reference, selected with the grid of benchmarks/implicit_ml100k.py
+    best, table = tune_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
+                                   base_params={**ALS_BASE, "n_epochs": ALS_SWEEPS, "device": device},
                                    seed=args.valid_seed, show_progress=False)
     print(f"  wmf_als: best of {len(table)} points on validation: ndcg {table['ndcg'].iloc[0]:.4f}")
     best = {**best, "show_progress": False}
-    wmf, fit_s = _timed(WeightedMF(**best), train)
+    wmf, fit_s = timed_fit(WeightedMF(**best), train)
     report("wmf_als", wmf, fit_s, best, chapter="02_weighted_mf")
 
     chosen = _tune_ncf_family(train, I1_GRIDS, NEUMF_GRID, valid_split, device, args.quick, "validation nDCG@10")
+    for kind, grid in (("gmf", I1_GRIDS["gmf"][1]), ("mlp", I1_GRIDS["mlp"][1]), ("neumf", NEUMF_GRID)):
+        check_chosen("I1", kind, chosen[kind], grid)
     for name, (model, fit_s) in _fit_ncf_family(train, chosen).items():
         report(name, model, fit_s, chosen[name.split("_")[1]])
 
@@ -162,7 +157,8 @@ def run_i1(data, args, device, records):
     best, table = tune(TwoTower, train, grid, base_params={**base, "device": device, "show_progress": False},
                        valid_split=valid_split)
     _show("two_tower (validation nDCG@10)", table)
-    tt, fit_s = _timed(TwoTower(**best), train)
+    check_chosen("I1", "two_tower", best, TWO_TOWER_GRID)
+    tt, fit_s = timed_fit(TwoTower(**best), train)
     report("two_tower", tt, fit_s, best)
     print("I1 reference (Microsoft Recommenders, same protocol): NCF ndcg@10=0.396 p@10=0.347; "
           "BPR 0.442/0.388; SAR 0.382/0.331", flush=True)
@@ -174,20 +170,15 @@ def run_e1(data, args, device, records):
     train0, _ = random_split(data, 0.2, seeds[0])
     chosen = _tune_ncf_family(train0, E1_GRIDS, E1_NEUMF_GRID, train_validation_split(train0, "E1", seeds[0]),
                               device, args.quick, "validation RMSE")
-    from explicit_ml100k import model_specs
-
-    references = [s for s in model_specs(device, args.quick) if s["name"] in ("biased_mf_als", "bayesian_mf")]
+    for kind, grid in (("gmf", E1_GRIDS["gmf"][1]), ("mlp", E1_GRIDS["mlp"][1]), ("neumf", E1_NEUMF_GRID)):
+        check_chosen("E1", kind, chosen[kind], grid)
+    references = [s for s in e1_model_specs(device, args.quick) if s["name"] in ("biased_mf_als", "bayesian_mf")]
     runs: dict[str, list] = {}
     chapters = {"biased_mf_als": "05_explicit_mf", "bayesian_mf": "05_explicit_mf"}
     for seed in seeds:
         train, test = random_split(data, 0.2, seed)
         for spec in references:
-            _, best, _ = tune_on_validation(spec["make"], spec["grid"], train, seed=seed, refit=False,
-                                            patience=spec.get("patience"))
-            model = spec["make"](**{k: v for k, v in best.items() if k != "n_epochs"})
-            if "n_epochs" in best:
-                model.n_epochs = best["n_epochs"]
-            model, fit_s = _timed(model, train)
+            model, fit_s, best, _ = e1_select_and_fit(spec, train, seed)
             runs.setdefault(spec["name"], []).append({"seed": seed, **evaluate(model, test), "fit_s": fit_s,
                                                       "params": best})
         for name, (model, fit_s) in _fit_ncf_family(train, chosen).items():
@@ -195,11 +186,8 @@ def run_e1(data, args, device, records):
                                               "params": _params(chosen[name.split("_")[1]])})
         print("  seed=" + str(seed) + " " + " ".join(f"{n}={r[-1]['rmse']:.4f}" for n, r in runs.items()), flush=True)
     for name, rs in runs.items():
-        rec = {"protocol": "E1", "model": name, "chapter": chapters.get(name, "07_neural_cf"),
-               "rmse": float(np.mean([r["rmse"] for r in rs])),
-               "mae": float(np.mean([r["mae"] for r in rs])), "fit_s": float(np.mean([r["fit_s"] for r in rs])),
-               "rmse_std": float(np.std([r["rmse"] for r in rs])), "seeds": seeds, "device": str(device),
-               "notes": _notes(rs[0]["params"]) if name.startswith("ncf") else "", "runs": rs}
+        rec = e1_record(name, chapters.get(name, "07_neural_cf"), rs, seeds, device=str(device),
+                        notes=_notes(rs[0]["params"]) if name.startswith("ncf") else "")
         records.append(rec)
         print(f"E1 model={name} rmse={rec['rmse']:.4f} mae={rec['mae']:.4f} fit_s={rec['fit_s']:.3f}", flush=True)
 

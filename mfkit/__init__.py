@@ -4,6 +4,6 @@ Modules follow the book's parts: :mod:`mfkit.data` (Chapter 1), :mod:`mfkit.metr
 (Chapters 2–4), :mod:`mfkit.explicit` (Chapters 5–6), :mod:`mfkit.neural` (Chapter 7) and :mod:`mfkit.training`
 (the loop they share). :mod:`mfkit.utils` holds device choice, seeding and progress bars.
 """
-from .utils import available_devices, get_device, progress, seed_everything, setup
+from .utils import cpu_threads, get_device, progress, seed_everything, setup
 
 __version__ = "0.1.0"

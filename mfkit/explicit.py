@@ -27,7 +27,6 @@ References
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -36,13 +35,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .data.interactions import Interactions
-from .metrics import mae, rmse
-from .training import DivergenceError, History, minibatches, train_loop
-from .utils import get_device, progress
+from .base import RatingMixin, Recommender, check_choice, check_float, check_int, rating_errors
+from .data import Interactions, load_netflix, netflix_sample_dir, probe_split, read_probe
+from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop, tune
+from .utils import cpu_threads, get_device
 
 __all__ = ["GlobalMean", "BiasBaseline", "BiasedMF", "BayesianMF", "evaluate", "tune_on_validation",
            "netflix_probe_rmse", "default_netflix_model", "DivergenceError"]
@@ -53,153 +51,15 @@ _DIVERGENCE_HINT = "Lower the learning rate (lr) or raise the regularisation (re
 # ---------------------------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------------------------
-def _check_ratings(data, what: str = "train") -> None:
-    if not isinstance(data, Interactions):
-        raise TypeError(f"{what} must be an mfkit.data.Interactions, got {type(data).__name__}")
-    if data.rating is None:
-        raise ValueError(f"{what} carries no ratings: explicit models need Interactions with a rating column")
-    if len(data) == 0:
-        raise ValueError(f"{what} is empty")
-
-
-def _index_tensor(idx, n: int, device, what: str) -> torch.Tensor:
-    t = idx.to(device) if isinstance(idx, torch.Tensor) else torch.as_tensor(np.asarray(idx), device=device)
-    t = t.long().reshape(-1) if t.dim() != 1 else t.long()
-    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= n):
-        raise ValueError(f"{what} indices must lie in [0, {n}), got values in [{int(t.min())}, {int(t.max())}]; "
-                         f"use predict_raw for raw ids")
-    return t
-
-
-def _raw_to_index(raw, known: np.ndarray) -> np.ndarray:
-    """Dense index of each raw id in the sorted array ``known``; -1 for ids never seen."""
-    raw = np.asarray(raw).reshape(-1)
-    pos = np.searchsorted(known, raw)
-    pos_c = np.minimum(pos, len(known) - 1)
-    ok = (pos < len(known)) & (known[pos_c] == raw)
-    return np.where(ok, pos_c, -1).astype(np.int64)
-
-
-class _single_cpu_thread:
-    """Run a block with one CPU thread (minibatch SGD and autograd on the CPU); the thread count is restored after.
-
-    Their epochs are thousands of small gathers and ``index_add_`` scatters: splitting each across OpenMP threads
-    costs more than it saves, and when the cores are shared with other work the threads' hand-offs made the same
-    epoch ten to a thousand times slower in our measurements.
-    """
-
-    def __init__(self, device: torch.device):
-        self.active = device.type == "cpu"
-
-    def __enter__(self):
-        if self.active:
-            self.saved = torch.get_num_threads()
-            torch.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        if self.active:
-            torch.set_num_threads(self.saved)
-        return False
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def evaluate(model, test: Interactions, clip: tuple[float, float] | None = (1, 5)) -> dict:
-    """RMSE and MAE of a fitted model's predictions on ``test`` (protocol E1: predictions clipped to [1, 5]).
-
-    Used by: Chapters 5–6 and ``benchmarks/explicit_ml100k.py``.
-
-    Parameters
-    ----------
-    model : object with ``predict(user_idx, item_idx)``
-        A fitted model; ``test`` must share the index maps of its training data (as every mfkit split does).
-    test : Interactions
-        The held-out ratings.
-    clip : (low, high) or None
-        Rating scale to clip predictions to before scoring.
-
-    Returns
-    -------
-    dict
-        ``{"rmse": float, "mae": float}``.
-    """
-    _check_ratings(test, "test")
-    with torch.no_grad():
-        pred = model.predict(test.user, test.item)
-    target = torch.as_tensor(test.rating, dtype=torch.float64)
-    pred = pred.detach().cpu().double()
-    return {"rmse": rmse(pred, target, clip=clip), "mae": mae(pred, target, clip=clip)}
+evaluate = rating_errors  # RMSE and MAE on a test part: the name Chapters 5-6 and the benchmarks use
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# base class: the shared prediction rule
-# ---------------------------------------------------------------------------------------------------------------------
-class _RatingModel:
-    """Shared prediction code: ``mu + b_u + b_i + p_u . q_i`` from the fitted attributes."""
-
-    global_mean_: float
-    user_bias_: torch.Tensor
-    item_bias_: torch.Tensor
-    user_factors_: torch.Tensor
-    item_factors_: torch.Tensor
-
-    def _check_fitted(self):
-        if not hasattr(self, "user_bias_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted yet: call fit(train) first")
-
-    def _remember_ids(self, train: Interactions) -> None:
-        self.user_ids_, self.item_ids_ = train.user_ids, train.item_ids
-        self.n_users_, self.n_items_ = train.n_users, train.n_items
-
-    def predict(self, user_idx, item_idx) -> torch.Tensor:
-        """Predicted ratings (unclipped) of dense (user, item) index pairs of the training data's index maps.
-
-        Returns a float tensor on the model's device.
-        """
-        self._check_fitted()
-        dev = self.user_bias_.device
-        u = _index_tensor(user_idx, self.n_users_, dev, "user")
-        i = _index_tensor(item_idx, self.n_items_, dev, "item")
-        if u.shape != i.shape:
-            raise ValueError(f"user_idx and item_idx must have one length, got {u.numel()} and {i.numel()}")
-        with torch.no_grad():
-            pred = self.global_mean_ + self.user_bias_[u] + self.item_bias_[i]
-            if self.user_factors_.shape[1]:
-                pred = pred + (self.user_factors_[u] * self.item_factors_[i]).sum(1)
-        return pred
-
-    def predict_raw(self, user_ids, item_ids) -> torch.Tensor:
-        """Predicted ratings (unclipped) of raw (user, item) id pairs.
-
-        Ids the training data's index maps do not know get zero bias and zero factors: the prediction falls back
-        to the global mean plus whatever bias is known.
-        """
-        self._check_fitted()
-        dev = self.user_bias_.device
-        u = torch.as_tensor(_raw_to_index(user_ids, self.user_ids_), device=dev)
-        i = torch.as_tensor(_raw_to_index(item_ids, self.item_ids_), device=dev)
-        if u.shape != i.shape:
-            raise ValueError(f"user_ids and item_ids must have one length, got {u.numel()} and {i.numel()}")
-        ku, ki = u >= 0, i >= 0
-        uc, ic = u.clamp(min=0), i.clamp(min=0)
-        with torch.no_grad():
-            pred = (self.global_mean_ + torch.where(ku, self.user_bias_[uc], 0.0)
-                    + torch.where(ki, self.item_bias_[ic], 0.0))
-            if self.user_factors_.shape[1]:
-                dot = (self.user_factors_[uc] * self.item_factors_[ic]).sum(1)
-                pred = pred + torch.where(ku & ki, dot, 0.0)
-        return pred
-
-    def score(self, test: Interactions, clip=(1, 5)) -> dict:
-        """Shortcut for :func:`evaluate` ``(self, test, clip)``."""
-        return evaluate(self, test, clip)
-
-
-def _zeros_like_model(model: _RatingModel, train: Interactions, device, dtype=torch.float32, k: int = 0) -> None:
+def _zeros_like_model(model: RatingMixin, train: Interactions, device, dtype=torch.float32, k: int = 0) -> None:
     model.user_bias_ = torch.zeros(train.n_users, dtype=dtype, device=device)
     model.item_bias_ = torch.zeros(train.n_items, dtype=dtype, device=device)
     model.user_factors_ = torch.zeros(train.n_users, k, dtype=dtype, device=device)
@@ -209,7 +69,7 @@ def _zeros_like_model(model: _RatingModel, train: Interactions, device, dtype=to
 # ---------------------------------------------------------------------------------------------------------------------
 # baselines
 # ---------------------------------------------------------------------------------------------------------------------
-class GlobalMean(_RatingModel):
+class GlobalMean(RatingMixin, Recommender):
     """Predict the mean training rating for every pair: the first rung of Chapter 5's ladder.
 
     Used by: Chapter 5, ``benchmarks/explicit_ml100k.py``.
@@ -218,16 +78,12 @@ class GlobalMean(_RatingModel):
     def __init__(self, device=None):
         self.device = device
 
-    def fit(self, train: Interactions) -> "GlobalMean":
-        _check_ratings(train)
-        dev = get_device(self.device)
-        self._remember_ids(train)
+    def _fit(self, train: Interactions, valid: Interactions | None = None) -> None:
         self.global_mean_ = float(np.mean(train.rating, dtype=np.float64))
-        _zeros_like_model(self, train, dev)
-        return self
+        _zeros_like_model(self, train, self.device_)
 
 
-class BiasBaseline(_RatingModel):
+class BiasBaseline(RatingMixin, Recommender):
     """Baseline predictor :math:`\\mu + b_u + b_i` with damped (shrunk) means (Koren 2008; Koren 2010, Sec. 2.1).
 
     Item biases first, then user biases from the residuals:
@@ -252,16 +108,11 @@ class BiasBaseline(_RatingModel):
     """
 
     def __init__(self, reg_user: float = 5.0, reg_item: float = 5.0, n_iter: int = 1, device=None):
-        self.reg_user, self.reg_item, self.n_iter, self.device = reg_user, reg_item, n_iter, device
+        self.reg_user, self.reg_item = check_float("reg_user", reg_user), check_float("reg_item", reg_item)
+        self.n_iter, self.device = check_int("n_iter", n_iter), device
 
-    def fit(self, train: Interactions) -> "BiasBaseline":
-        _check_ratings(train)
-        if self.reg_user < 0 or self.reg_item < 0:
-            raise ValueError(f"reg_user and reg_item must be >= 0, got {self.reg_user}, {self.reg_item}")
-        if int(self.n_iter) < 1:
-            raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
-        dev = get_device(self.device)
-        self._remember_ids(train)
+    def _fit(self, train: Interactions, valid: Interactions | None = None) -> None:
+        dev = self.device_
         u, i, r = train.to_tensors(dev)
         r = r.double()
         mu = r.mean()
@@ -276,7 +127,6 @@ class BiasBaseline(_RatingModel):
         self.global_mean_ = float(mu)
         _zeros_like_model(self, train, dev)
         self.user_bias_, self.item_bias_ = b_u.float(), b_i.float()
-        return self
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -330,7 +180,7 @@ class _RowGroups:
 # ---------------------------------------------------------------------------------------------------------------------
 # bias-centred matrix factorization
 # ---------------------------------------------------------------------------------------------------------------------
-class BiasedMF(_RatingModel):
+class BiasedMF(RatingMixin, Recommender):
     """Bias-centred matrix factorization :math:`\\mu + b_u + b_i + p_u^\\top q_i`, fitted three ways.
 
     All three minimise the same objective, the sum over training ratings of
@@ -410,30 +260,15 @@ class BiasedMF(_RatingModel):
                  n_epochs: int = 20, method: str = "sgd", batch_size: int = 1, optimizer: str = "adam",
                  init_scale: float = 0.1, device=None, random_state: int = 0, show_progress: bool | None = None,
                  dtype: torch.dtype = torch.float32, shuffle: bool = True):
-        self.n_factors, self.reg, self.reg_bias, self.lr = n_factors, reg, reg_bias, lr
-        self.n_epochs, self.method, self.batch_size, self.optimizer = n_epochs, method, batch_size, optimizer
-        self.init_scale, self.device, self.random_state = init_scale, device, random_state
-        self.show_progress, self.dtype, self.shuffle = show_progress, dtype, shuffle
-
-    def __repr__(self) -> str:
-        return (f"BiasedMF(n_factors={self.n_factors}, reg={self.reg}, reg_bias={self.reg_bias}, lr={self.lr}, "
-                f"n_epochs={self.n_epochs}, method={self.method!r}, batch_size={self.batch_size})")
-
-    # -- validation of the arguments --------------------------------------------------------------------------------
-    def _check_params(self) -> None:
-        if self.method not in self.METHODS:
-            raise ValueError(f"method must be one of {self.METHODS}, got {self.method!r}")
-        if int(self.n_factors) < 0:
-            raise ValueError(f"n_factors must be >= 0, got {self.n_factors}")
-        if self.reg < 0 or (self.reg_bias is not None and self.reg_bias < 0):
-            raise ValueError(f"reg and reg_bias must be >= 0, got {self.reg}, {self.reg_bias}")
-        if int(self.n_epochs) < 0:
-            raise ValueError(f"n_epochs must be >= 0, got {self.n_epochs}")
-        if self.method != "als":
-            if not self.lr > 0:
-                raise ValueError(f"lr must be > 0, got {self.lr}")
-            if int(self.batch_size) < 1:
-                raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.method = check_choice("method", method, self.METHODS)
+        self.n_factors, self.n_epochs = check_int("n_factors", n_factors, 0), check_int("n_epochs", n_epochs, 0)
+        self.reg = check_float("reg", reg)
+        self.reg_bias = None if reg_bias is None else check_float("reg_bias", reg_bias)
+        self.lr, self.batch_size = check_float("lr", lr, strict=True), check_int("batch_size", batch_size)
+        check_optimizer(optimizer)
+        self.optimizer, self.init_scale = optimizer, check_float("init_scale", init_scale)
+        self.device, self.random_state = device, check_int("random_state", random_state, None)
+        self.show_progress, self.dtype, self.shuffle = show_progress, dtype, bool(shuffle)
 
     # -- fitting --------------------------------------------------------------------------------------------------
     def fit(self, train: Interactions, valid: Interactions | None = None,
@@ -456,16 +291,14 @@ class BiasedMF(_RatingModel):
         Raises
         ------
         DivergenceError
-            When the training error becomes NaN or infinite (lower ``lr`` or raise ``reg``).
+            When the training error becomes NaN or infinite, or explodes (lower ``lr`` or raise ``reg``).
         """
-        self._check_params()
-        _check_ratings(train)
-        if valid is not None:
-            _check_ratings(valid, "valid")
+        return super().fit(train, valid, patience=patience)
+
+    def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
         if patience is not None and valid is None:
             raise ValueError("patience needs a validation set: pass valid=...")
-        dev = get_device(self.device)
-        self._remember_ids(train)
+        dev = self.device_
         u, i, r = train.to_tensors(dev)
         r = r.to(self.dtype)
         self.global_mean_ = float(np.mean(train.rating, dtype=np.float64))
@@ -487,19 +320,17 @@ class BiasedMF(_RatingModel):
         if valid is not None:
             vu, vi, vr = valid.to_tensors(dev)
             valid_t = (vu, vi, vr.double())
-        small = _single_cpu_thread(dev)
         if self.method == "autograd":
-            with small:
+            with cpu_threads(1, dev):  # thousands of small scatters: one thread is fastest
                 self._fit_autograd(u, i, r, valid_t, patience, dev)
         elif self.method == "sgd":
-            with small:
+            with cpu_threads(1, dev):  # thousands of small scatters: one thread is fastest
                 self._run_epochs(lambda epoch: self._sgd_epoch(u, i, r, dev), valid_t, patience, dev,
                                  "biased MF (SGD)")
         else:
             groups = (_RowGroups(u, i, train.n_users, train.n_items), _RowGroups(i, u, train.n_items, train.n_users))
             self._run_epochs(lambda epoch: self._als_sweep(u, i, r, groups), valid_t, patience, dev,
                              "biased MF (ALS)")
-        return self
 
     def _valid_rmse(self, valid_t) -> float:
         vu, vi, vr = valid_t
@@ -513,37 +344,16 @@ class BiasedMF(_RatingModel):
         return [self.user_bias_, self.item_bias_, self.user_factors_, self.item_factors_]
 
     def _run_epochs(self, epoch_fn: Callable[[int], float], valid_t, patience, dev, desc: str) -> None:
-        """Epoch loop of the hand-written methods (sgd, als): records, divergence check, early stopping."""
-        history = History()
-        best, since_best, elapsed = None, 0, 0.0
-        bar = progress(range(int(self.n_epochs)), enabled=self.show_progress, desc=desc, unit="epoch")
-        for epoch in bar:
-            t0 = time.perf_counter()
-            train_rmse = epoch_fn(epoch)
-            _sync(dev)
-            elapsed += time.perf_counter() - t0
-            if not math.isfinite(train_rmse):
-                raise DivergenceError(f"the training RMSE became {train_rmse} at epoch {epoch + 1} of {desc} "
-                                      f"(lr={self.lr}, reg={self.reg}). {_DIVERGENCE_HINT}")
-            record = {"epoch": epoch + 1, "loss": train_rmse, "seconds": elapsed}
-            if valid_t is not None:
-                metric = self._valid_rmse(valid_t)
-                record["metric"] = metric
-                if history.best_metric is None or metric < history.best_metric:
-                    history.best_metric, history.best_epoch, since_best = metric, epoch + 1, 0
-                    best = [t.clone() for t in self._params()]
-                else:
-                    since_best += 1
-                bar.set_postfix(train_rmse=f"{train_rmse:.4f}", valid_rmse=f"{metric:.4f}")
-            else:
-                bar.set_postfix(train_rmse=f"{train_rmse:.4f}")
-            history.records.append(record)
-            if patience is not None and since_best >= patience:
-                history.stopped_early = True
-                break
-        if best is not None:
+        """The hand-written methods (sgd, als) through :func:`mfkit.training.epoch_loop`."""
+
+        def restore(best):
             self.user_bias_, self.item_bias_, self.user_factors_, self.item_factors_ = best
-        self.history_ = history
+
+        self.history_ = epoch_loop(
+            epoch_fn, self.n_epochs, evaluate=None if valid_t is None else lambda: self._valid_rmse(valid_t),
+            higher_is_better=False, patience=patience, snapshot=lambda: [t.clone() for t in self._params()],
+            restore=restore, device=dev, show_progress=self.show_progress, desc=desc,
+            context=f" of {desc} (lr={self.lr}, reg={self.reg})", divergence_hint=_DIVERGENCE_HINT)
 
     # -- method="sgd" ------------------------------------------------------------------------------------------------
     def _sgd_epoch(self, u, i, r, dev) -> float:
@@ -665,7 +475,7 @@ def _sample_normal_wishart(theta: np.ndarray, rng: np.random.Generator, beta0: f
     return mu, precision
 
 
-class BayesianMF(_RatingModel):
+class BayesianMF(RatingMixin, Recommender):
     """Bayesian matrix factorization with biases, fitted by Gibbs sampling (BPMF; Salakhutdinov & Mnih 2008).
 
     Each user carries :math:`\\theta_u = [b_u, p_u]` and each item :math:`\\phi_i = [b_i, q_i]`; a rating is
@@ -719,13 +529,12 @@ class BayesianMF(_RatingModel):
     def __init__(self, n_factors: int = 10, n_samples: int = 40, burn_in: int = 20, alpha: float = 1.25,
                  beta0: float = 2.0, init_sweeps: int = 3, init_reg: float = 0.1, device=None,
                  random_state: int = 0, show_progress: bool | None = None, dtype: torch.dtype = torch.float32):
-        self.n_factors, self.n_samples, self.burn_in, self.alpha, self.beta0 = n_factors, n_samples, burn_in, alpha, beta0
-        self.init_sweeps, self.init_reg = init_sweeps, init_reg
-        self.device, self.random_state, self.show_progress, self.dtype = device, random_state, show_progress, dtype
-
-    def __repr__(self) -> str:
-        return (f"BayesianMF(n_factors={self.n_factors}, n_samples={self.n_samples}, burn_in={self.burn_in}, "
-                f"alpha={self.alpha})")
+        self.n_factors, self.n_samples = check_int("n_factors", n_factors), check_int("n_samples", n_samples)
+        self.burn_in, self.alpha = check_int("burn_in", burn_in, 0), check_float("alpha", alpha, strict=True)
+        self.beta0 = check_float("beta0", beta0, strict=True)
+        self.init_sweeps, self.init_reg = check_int("init_sweeps", init_sweeps, 0), check_float("init_reg", init_reg)
+        self.device, self.random_state = device, check_int("random_state", random_state, None)
+        self.show_progress, self.dtype = show_progress, dtype
 
     def _sample_side(self, groups: _RowGroups, col_idx, r, own, other, seen, rng, gen):
         """Draw every row's [bias, factors] from its Gaussian conditional given the other side and the hyperprior.
@@ -763,16 +572,12 @@ class BayesianMF(_RatingModel):
         ``valid`` (optional) is only monitored: the validation RMSE of the running average is recorded per kept
         sweep; ``patience`` stops sampling after that many kept sweeps without improvement.
         """
-        _check_ratings(train)
-        if int(self.n_factors) < 1 or int(self.n_samples) < 1 or int(self.burn_in) < 0:
-            raise ValueError(f"need n_factors >= 1, n_samples >= 1, burn_in >= 0; got {self.n_factors}, "
-                             f"{self.n_samples}, {self.burn_in}")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        return super().fit(train, valid, patience=patience)
+
+    def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
         if patience is not None and valid is None:
             raise ValueError("patience needs a validation set: pass valid=...")
-        dev = get_device(self.device)
-        self._remember_ids(train)
+        dev = self.device_
         k, dt = int(self.n_factors), self.dtype
         rng = np.random.default_rng(int(self.random_state))
         gen = torch.Generator().manual_seed(int(self.random_state))
@@ -782,58 +587,50 @@ class BayesianMF(_RatingModel):
         start = BiasedMF(n_factors=k, reg=self.init_reg, method="als", n_epochs=int(self.init_sweeps), device=dev,
                          random_state=int(self.random_state), show_progress=False, dtype=dt).fit(train)
         self.global_mean_ = start.global_mean_
-        users = torch.cat([start.user_bias_[:, None], start.user_factors_], 1)
-        items = torch.cat([start.item_bias_[:, None], start.item_factors_], 1)
+        state = {"users": torch.cat([start.user_bias_[:, None], start.user_factors_], 1),
+                 "items": torch.cat([start.item_bias_[:, None], start.item_factors_], 1)}
         u, i, r = train.to_tensors(dev)
         r = r.to(dt)
         seen_u = torch.bincount(u, minlength=train.n_users) > 0
         seen_i = torch.bincount(i, minlength=train.n_items) > 0
         groups_u = _RowGroups(u, i, train.n_users, train.n_items)
         groups_i = _RowGroups(i, u, train.n_items, train.n_users)
-        valid_t = None
-        if valid is not None:
-            _check_ratings(valid, "valid")
-            vu, vi, vr = valid.to_tensors(dev)
-            valid_t = (vu, vi, vr.double())
-            valid_sum = torch.zeros(len(vr), dtype=torch.float64, device=dev)
         low, high = float(train.rating.min()), float(train.rating.max())
         _sync(dev)
-        elapsed = time.perf_counter() - t0
-
-        total = int(self.burn_in) + int(self.n_samples)
+        setup_s = time.perf_counter() - t0
         kept_u, kept_i = [], []
-        history = History()
-        since_best = 0
-        bar = progress(range(total), enabled=self.show_progress, desc="Bayesian MF (Gibbs)", unit="sweep")
-        for sweep in bar:
-            t0 = time.perf_counter()
-            users, _ = self._sample_side(groups_u, i, r, users, items, seen_u, rng, gen)
-            items, sse = self._sample_side(groups_i, u, r, items, users, seen_i, rng, gen)
-            train_rmse = float(torch.sqrt(sse.clamp(min=0) / len(r)))
-            if sweep >= self.burn_in:
+
+        def sweep(epoch):
+            users, _ = self._sample_side(groups_u, i, r, state["users"], state["items"], seen_u, rng, gen)
+            items, sse = self._sample_side(groups_i, u, r, state["items"], users, seen_i, rng, gen)
+            state.update(users=users, items=items)
+            if epoch >= self.burn_in:
                 kept_u.append(users)
                 kept_i.append(items)
-            _sync(dev)
-            elapsed += time.perf_counter() - t0
-            if not math.isfinite(train_rmse):
-                raise DivergenceError(f"the training RMSE became {train_rmse} at sweep {sweep + 1}. "
-                                      "Lower alpha (more observation noise) or use float64.")
-            record = {"epoch": sweep + 1, "loss": train_rmse, "seconds": elapsed}
-            if valid_t is not None and sweep >= self.burn_in:
-                vu, vi, vr = valid_t
+            return float(torch.sqrt(sse.clamp(min=0) / len(r)))  # training RMSE of the current sample
+
+        evaluate = None
+        if valid is not None:
+            vu, vi, vr = valid.to_tensors(dev)
+            vr = vr.double()
+            valid_sum = torch.zeros(len(vr), dtype=torch.float64, device=dev)
+
+            def evaluate():  # validation RMSE of the running average; nothing during the burn-in
+                nonlocal valid_sum
+                if len(kept_u) == 0:
+                    return None
+                users, items = state["users"], state["items"]
                 valid_sum += (self.global_mean_ + users[vu, 0] + items[vi, 0]
                               + (users[vu, 1:] * items[vi, 1:]).sum(1)).double()
-                metric = float(torch.sqrt(torch.mean(((valid_sum / len(kept_u)).clamp(low, high) - vr) ** 2)))
-                record["metric"] = metric
-                if history.best_metric is None or metric < history.best_metric:
-                    history.best_metric, history.best_epoch, since_best = metric, sweep + 1, 0
-                else:
-                    since_best += 1
-                bar.set_postfix(train_rmse=f"{train_rmse:.4f}", valid_rmse=f"{metric:.4f}")
-            history.records.append(record)
-            if patience is not None and since_best >= patience:
-                history.stopped_early = True
-                break
+                return float(torch.sqrt(torch.mean(((valid_sum / len(kept_u)).clamp(low, high) - vr) ** 2)))
+
+        history = epoch_loop(sweep, int(self.burn_in) + int(self.n_samples), evaluate=evaluate,
+                             higher_is_better=False, patience=patience, device=dev, show_progress=self.show_progress,
+                             desc="Bayesian MF (Gibbs)", unit="sweep",
+                             divergence_hint="Lower alpha (more observation noise) or use float64.")
+        for record in history.records:
+            record["seconds"] += setup_s  # the ALS start counts as training time
+        users, items = state["users"], state["items"]
         if not kept_u:  # stopped before the burn-in ended: keep the last sample
             kept_u, kept_i = [users], [items]
         s = len(kept_u)
@@ -845,7 +642,6 @@ class BayesianMF(_RatingModel):
         self.item_factors_ = (stack_i[:, :, 1:].permute(1, 0, 2).reshape(train.n_items, s * k) / math.sqrt(s)).float()
         self.n_kept_ = s
         self.history_ = history
-        return self
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -853,70 +649,23 @@ class BayesianMF(_RatingModel):
 # ---------------------------------------------------------------------------------------------------------------------
 def tune_on_validation(make_model: Callable[..., object], grid, train: Interactions, seed=0, protocol: str = "E1",
                        refit: bool = True, clip=(1, 5), patience: int | None = None):
-    """Choose hyperparameters on a validation part carved out of ``train``, never on the test part.
+    """:func:`mfkit.training.tune` by validation RMSE, returning ``(model, best_params, table)`` (Chapter 5's call).
 
-    ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); each candidate is
-    fitted on the inner training part and scored by validation RMSE; the best one is refitted on all of ``train``.
+    ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); each candidate
+    ``make_model(**params)`` is fitted on the inner part and scored by validation RMSE (predictions clipped to
+    ``clip``); with ``refit`` the best is refitted on all of ``train`` (else ``model`` is None). With ``patience``,
+    candidates stop early on the validation part, the table records each one's best epoch as ``n_epochs``, and the
+    refit uses it. ``table``: the candidates' parameters, ``n_epochs`` (with patience) and ``valid_rmse``, best
+    first.
 
     Used by: Chapters 5–6 and ``benchmarks/explicit_ml100k.py``.
-
-    Parameters
-    ----------
-    make_model : callable
-        ``make_model(**params)`` returns an unfitted model with ``fit(train)`` and ``predict``.
-    grid : dict of lists, or list of dicts
-        Candidates: the Cartesian product of a dict's lists, or the dicts of a list.
-    train : Interactions
-    seed : int
-        Seed of the inner split.
-    protocol : str
-        ``"E1"`` (random 80/20 of the rows).
-    refit : bool
-        Refit the best candidate on all of ``train``.
-    clip : (low, high) or None
-        Rating scale for the validation RMSE.
-    patience : int or None
-        For models trained by epochs (:class:`BiasedMF`): fit each candidate with early stopping on the validation
-        part, and refit the winner with ``n_epochs`` set to its best epoch (recorded in the table).
-
-    Returns
-    -------
-    model, best_params, table
-        The refitted model (``None`` without ``refit``), the chosen parameters and a DataFrame with one row per
-        candidate (its parameters and ``valid_rmse``), best first.
     """
-    from .data.splits import train_validation_split
-
-    if isinstance(grid, dict):
-        keys = list(grid)
-        candidates = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    else:
-        candidates = [dict(c) for c in grid]
-    if not candidates:
-        raise ValueError("grid holds no candidate")
-    inner, valid = train_validation_split(train, protocol, seed)
-    rows = []
-    for params in candidates:
-        model = make_model(**params)
-        row = dict(params)
-        if patience is not None:
-            model.fit(inner, valid=valid, patience=patience)  # keeps the best epoch's parameters
-            row["n_epochs"] = model.history_.best_epoch
-        else:
-            model.fit(inner)
-        row["valid_rmse"] = evaluate(model, valid, clip)["rmse"]
-        rows.append(row)
-    table = pd.DataFrame(rows).sort_values("valid_rmse", kind="stable").reset_index(drop=True)
-    pick = int(np.argmin([row["valid_rmse"] for row in rows]))
-    best = dict(candidates[pick])
-    model = None
-    if refit:
-        model = make_model(**best)
-        if patience is not None:
-            model.n_epochs = rows[pick]["n_epochs"]
-            best["n_epochs"] = rows[pick]["n_epochs"]
-        model.fit(train)
-    return model, best, table
+    result = tune(make_model, train, grid, metric="rmse", protocol=protocol, seed=seed,
+                  per_epoch=patience is not None, patience=patience, select_epochs=refit and patience is not None,
+                  refit=refit, clip=clip)
+    table = result.table.drop(columns="fit_s").rename(columns={"rmse": "valid_rmse", "best_epoch": "n_epochs"})
+    table = table[[c for c in table.columns if c != "valid_rmse"] + ["valid_rmse"]]
+    return result.model, result.best_params, table
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -962,22 +711,16 @@ def netflix_probe_rmse(folder=None, model=None, device=None, show_progress: bool
         ``folder``, ``n_train``, ``n_probe``, ``probe_rmse``, ``probe_mae``, ``parse_s``, ``fit_s``, ``score_s``,
         ``total_s``, ``model`` (its repr).
     """
-    from . import data as mdata
-
-    for name in ("load_netflix", "read_probe", "netflix_sample_dir"):
-        if not hasattr(mdata, name):
-            raise ImportError(f"mfkit.data.{name} is missing: this mfkit has no Netflix reader yet")
     if folder is None:
-        folder = os.environ.get("MFKIT_NETFLIX_DIR") or mdata.netflix_sample_dir()
+        folder = os.environ.get("MFKIT_NETFLIX_DIR") or netflix_sample_dir()
     dev = get_device(device)
     t0 = time.perf_counter()
-    data = mdata.load_netflix(folder)
+    data = load_netflix(folder)
     probe_path = Path(folder).expanduser() / "probe.txt"
     if not probe_path.exists():
         raise FileNotFoundError(f"no probe.txt in {folder}: protocol N2 needs the Netflix Prize probe list")
-    probe = mdata.read_probe(probe_path)
-    probe_users, probe_items = _probe_columns(probe)
-    train, test = mdata.probe_split(data, probe_users, probe_items)
+    probe = read_probe(probe_path)
+    train, test = probe_split(data, probe["user"].to_numpy(), probe["movie"].to_numpy())
     t1 = time.perf_counter()
     if model is None:
         model = default_netflix_model(dev, show_progress)
@@ -989,18 +732,3 @@ def netflix_probe_rmse(folder=None, model=None, device=None, show_progress: bool
     return {"folder": str(folder), "n_train": len(train), "n_probe": len(test), "probe_rmse": scores["rmse"],
             "probe_mae": scores["mae"], "parse_s": t1 - t0, "fit_s": t2 - t1, "score_s": t3 - t2,
             "total_s": t3 - t0, "model": repr(model)}
-
-
-def _probe_columns(probe):
-    """(users, items) raw id arrays from whatever read_probe returns: a DataFrame, a (users, items) pair, a dict."""
-    if isinstance(probe, pd.DataFrame):
-        cols = {c.lower(): c for c in probe.columns}
-        ucol = next((cols[c] for c in ("user", "user_id", "customer", "customer_id") if c in cols), None)
-        icol = next((cols[c] for c in ("item", "item_id", "movie", "movie_id") if c in cols), None)
-        if ucol is None or icol is None:
-            raise ValueError(f"read_probe returned columns {list(probe.columns)}; expected user and item columns")
-        return probe[ucol].to_numpy(), probe[icol].to_numpy()
-    if isinstance(probe, dict):
-        return np.asarray(probe["user"]), np.asarray(probe["item"])
-    users, items = probe
-    return np.asarray(users), np.asarray(items)

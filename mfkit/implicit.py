@@ -33,19 +33,17 @@ optimizers, through ``solver="gram"``/``"dense"``).
 """
 from __future__ import annotations
 
-import itertools
 import math
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .data import Interactions, train_validation_split
+from .base import Recommender, check_choice, check_float, check_int
+from .data import Interactions
 from .metrics import ranking_metrics
-from .training import DivergenceError, History, train_loop
-from .utils import get_device, progress
+from .training import check_optimizer, epoch_loop, train_loop, tune
 
 __all__ = ["weighted_loss_dense", "weighted_loss_gram", "row_regularisation", "WeightedMF", "Popularity",
            "tune_weighted_mf", "autograd_saved_bytes", "SOLVERS", "LOSSES"]
@@ -365,7 +363,7 @@ def _unique_pairs(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
     return user.astype(np.int64), csr.indices.astype(np.int64)
 
 
-class WeightedMF:
+class WeightedMF(Recommender):
     """Weighted matrix factorization for implicit feedback (the seeds' model, trained and evaluated properly).
 
     Parameters
@@ -426,53 +424,35 @@ class WeightedMF:
     Used by: Chapter 2 (all three solvers), Chapter 3 (sigmoid/logistic), Chapter 4 (optimizers), the I1 benchmark.
     """
 
+    fitted_attributes = ("user_factors_", "item_factors_")
+
     def __init__(self, n_factors: int = 64, unobserved_weight: float = 0.005, reg: float = 0.01, solver: str = "als",
                  loss: str = "squared", optimizer: str = "adam", lr: float = 0.05, n_epochs: int = 20,
                  init_scale: float = 0.1, reg_scaling=None, max_dense_bytes: int = 2 ** 30, device=None,
                  random_state: int = 0, show_progress: bool | None = None, als_chunk: int = 2 ** 22,
                  als_method: str = "cholesky", cg_steps: int = 3):
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        check_choice("solver", solver, SOLVERS)
+        check_choice("loss", loss, LOSSES)
         if loss != "squared" and solver != "dense":
             raise ValueError(f"loss={loss!r} is not quadratic in the factors: neither the Gram identity nor the "
                              f"closed-form ALS step applies; use solver='dense' (got solver={solver!r})")
-        if int(n_factors) < 1:
-            raise ValueError(f"n_factors must be >= 1, got {n_factors}")
-        if int(n_epochs) < 1:
-            raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
         _check_weight(unobserved_weight)
-        if reg < 0:
-            raise ValueError(f"reg must be >= 0, got {reg}")
         row_regularisation(np.ones(1), 1, unobserved_weight, reg_scaling)  # validates reg_scaling early
-        if als_method not in ("cholesky", "cg"):
-            raise ValueError(f"als_method must be 'cholesky' (exact batched solves) or 'cg' (conjugate gradient), "
-                             f"got {als_method!r}")
-        if int(cg_steps) < 1:
-            raise ValueError(f"cg_steps must be >= 1, got {cg_steps}")
-        self.n_factors, self.unobserved_weight, self.reg = int(n_factors), float(unobserved_weight), float(reg)
-        self.solver, self.loss, self.optimizer, self.lr = solver, loss, optimizer, float(lr)
-        self.n_epochs, self.init_scale, self.reg_scaling = int(n_epochs), float(init_scale), reg_scaling
-        self.max_dense_bytes, self.device, self.random_state = int(max_dense_bytes), device, random_state
-        self.show_progress, self.als_chunk = show_progress, int(als_chunk)
-        self.als_method, self.cg_steps = als_method, int(cg_steps)
-
-    def get_params(self) -> dict:
-        """The constructor arguments (what :func:`tune_weighted_mf` varies)."""
-        keys = ("n_factors", "unobserved_weight", "reg", "solver", "loss", "optimizer", "lr", "n_epochs", "init_scale",
-                "reg_scaling", "max_dense_bytes", "device", "random_state", "show_progress", "als_chunk", "als_method",
-                "cg_steps")
-        return {k: getattr(self, k) for k in keys}
-
-    def __repr__(self) -> str:
-        shown = ("n_factors", "unobserved_weight", "reg", "solver", "loss", "n_epochs", "reg_scaling", "als_method")
-        return f"WeightedMF({', '.join(f'{k}={getattr(self, k)!r}' for k in shown)})"
+        check_choice("als_method", als_method, ("cholesky", "cg"))
+        check_optimizer(optimizer)
+        self.n_factors, self.unobserved_weight = check_int("n_factors", n_factors), float(unobserved_weight)
+        self.reg, self.lr = check_float("reg", reg), check_float("lr", lr, strict=True)
+        self.solver, self.loss, self.optimizer = solver, loss, optimizer
+        self.n_epochs, self.init_scale = check_int("n_epochs", n_epochs), check_float("init_scale", init_scale)
+        self.reg_scaling, self.max_dense_bytes = reg_scaling, check_int("max_dense_bytes", max_dense_bytes)
+        self.device, self.random_state = device, check_int("random_state", random_state, None)
+        self.show_progress, self.als_chunk = show_progress, check_int("als_chunk", als_chunk)
+        self.als_method, self.cg_steps = als_method, check_int("cg_steps", cg_steps)
 
     # -- fitting -------------------------------------------------------------------------------------------------------
     def fit(self, train: Interactions, valid: Interactions | None = None, k: int = 10,
             patience: int | None = None) -> "WeightedMF":
-        """Fit on the interactions ``train`` (every row counts as an interaction, duplicates once).
+        """Fit on the interactions ``train`` (every row counts as an interaction, duplicates once), from scratch.
 
         Parameters
         ----------
@@ -491,12 +471,9 @@ class WeightedMF:
         DivergenceError
             The loss or the factors became NaN/inf.
         """
-        if not isinstance(train, Interactions):
-            raise TypeError(f"train must be an mfkit.data.Interactions, got {type(train).__name__}")
-        if len(train) == 0:
-            raise ValueError("train has no interactions")
-        if valid is not None and (valid.n_users != train.n_users or valid.n_items != train.n_items):
-            raise ValueError("valid must share train's index space (split one Interactions object)")
+        return super().fit(train, valid, k=k, patience=patience)
+
+    def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None) -> None:
         if patience is not None and valid is None:
             raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, dim = train.n_users, train.n_items, self.n_factors
@@ -505,8 +482,7 @@ class WeightedMF:
                 f"solver='dense' would materialise a {n_users:,} × {n_items:,} float32 matrix "
                 f"({n_users * n_items * 4 / 2**30:.2f} GiB > max_dense_bytes={self.max_dense_bytes / 2**30:.2f} GiB); "
                 "use solver='gram' (same loss, no dense matrix) or solver='als'")
-        device = self.device_ = get_device(self.device)
-        self.train_ = train
+        device = self.device_
         user_np, item_np = _unique_pairs(train)
         user = torch.from_numpy(user_np).to(device)
         item = torch.from_numpy(item_np).to(device)
@@ -525,7 +501,6 @@ class WeightedMF:
             self._fit_als(U, V, user, item, user_reg, item_reg, evaluate, patience)
         else:
             self._fit_gradient(U, V, user, item, user_reg, item_reg, evaluate, patience)
-        return self
 
     def _fit_gradient(self, U, V, user, item, user_reg, item_reg, evaluate, patience) -> None:
         U = U.requires_grad_(True)
@@ -566,160 +541,90 @@ class WeightedMF:
             solve_users = lambda: _cg_rows(V, R, U, w, user_lambda, self.cg_steps)  # noqa: E731
             solve_items = lambda: _cg_rows(U, Rt, V, w, item_lambda, self.cg_steps)  # noqa: E731
         self.user_factors_, self.item_factors_ = U, V
-        history, best, since_best, elapsed = History(), None, 0, 0.0
-        bar = progress(range(self.n_epochs), enabled=self.show_progress, desc="WeightedMF als", unit="sweep")
-        for sweep in bar:
-            t0 = time.perf_counter()
+
+        def sweep(epoch):
             solve_users()
             solve_items()
-            if U.is_cuda:
-                torch.cuda.synchronize()
-            elapsed += time.perf_counter() - t0
-            loss = _sparse_gram_loss(U, V, R, w, self.reg, user_reg, item_reg)
-            if not math.isfinite(loss):
-                raise DivergenceError(f"weighted ALS produced a loss of {loss} at sweep {sweep + 1}. Raise reg (the "
-                                      "k × k systems may be near-singular) or check unobserved_weight.")
-            record = {"epoch": sweep + 1, "loss": loss, "seconds": elapsed}
-            if evaluate is not None:
-                metric = float(evaluate())
-                record["metric"] = metric
-                if history.best_metric is None or metric > history.best_metric:
-                    history.best_metric, history.best_epoch, since_best = metric, sweep + 1, 0
-                    best = (U.clone(), V.clone())
-                else:
-                    since_best += 1
-                bar.set_postfix(loss=f"{loss:.4g}", ndcg=f"{metric:.4f}")
-            history.records.append(record)
-            if patience is not None and evaluate is not None and since_best >= patience:
-                history.stopped_early = True
-                break
-        if best is not None:
+
+        def restore(best):
             U.copy_(best[0])
             V.copy_(best[1])
-        self.history_ = history
+
+        self.history_ = epoch_loop(
+            sweep, self.n_epochs, evaluate=evaluate, patience=patience, snapshot=lambda: (U.clone(), V.clone()),
+            restore=restore, measure=lambda epoch: _sparse_gram_loss(U, V, R, w, self.reg, user_reg, item_reg),
+            device=U.device, show_progress=self.show_progress, desc="WeightedMF als", unit="sweep",
+            divergence_hint="Raise reg (the k × k systems may be near-singular) or check unobserved_weight.")
 
     # -- scoring -------------------------------------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "item_factors_"):
-            raise RuntimeError("call fit() first")
-
     def _link(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(x) if self.loss in ("sigmoid", "logistic") else x
 
-    def score_users(self, user_idx) -> torch.Tensor:
-        """Scores of every item for dense user indices: ``(len(user_idx), n_items)`` on the model's device.
+    def score_users(self, users) -> torch.Tensor:
+        """Scores of every item for dense user indices: ``(len(users), n_items)`` on the model's device.
 
         ``u·v`` for the squared loss, ``σ(u·v)`` for the sigmoid and logistic losses.
         """
-        self._check_fitted()
-        idx = torch.as_tensor(user_idx, dtype=torch.long).to(self.user_factors_.device)
+        idx = self._user_index(users)
         with torch.no_grad():
             return self._link(self.user_factors_[idx] @ self.item_factors_.T)
 
-    def predict(self, user_idx, item_idx) -> torch.Tensor:
+    def predict(self, users, items) -> torch.Tensor:
         """Scores of (dense user index, dense item index) pairs."""
-        self._check_fitted()
-        dev = self.user_factors_.device
-        u = torch.as_tensor(user_idx, dtype=torch.long).to(dev)
-        i = torch.as_tensor(item_idx, dtype=torch.long).to(dev)
+        u, i = self._user_index(users), self._item_index(items)
         if u.shape != i.shape:
-            raise ValueError(f"user_idx and item_idx must have one shape, got {tuple(u.shape)} and {tuple(i.shape)}")
+            raise ValueError(f"users and items must have one length, got {u.numel()} and {i.numel()}")
         with torch.no_grad():
             return self._link((self.user_factors_[u] * self.item_factors_[i]).sum(-1))
 
-    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
-        """Top-``k`` items for one raw user id: a DataFrame with ``item_id`` (raw), ``title`` and ``score``.
-
-        Items the user has in the training data are left out when ``exclude_seen``.
-        """
-        self._check_fitted()
-        u = int(self.train_.user_index([user_id])[0])
-        scores = self.score_users(torch.tensor([u]))[0].clone()
-        if exclude_seen:
-            csr = self.train_.to_csr("ones")
-            seen = torch.from_numpy(csr.indices[csr.indptr[u]:csr.indptr[u + 1]].astype(np.int64))
-            scores[seen.to(scores.device)] = -torch.inf
-        k = min(int(k), int(torch.isfinite(scores).sum()))
-        top = torch.topk(scores, k)
-        items = top.indices.cpu().numpy()
-        return pd.DataFrame({"item_id": self.train_.item_ids[items], "title": self.train_.item_titles(items),
-                             "score": top.values.cpu().numpy()})
-
-    def similar_items(self, item_id, k: int = 10) -> pd.DataFrame:
-        """The ``k`` items whose factors have the highest cosine similarity with raw item ``item_id`` (itself
-        excluded): a DataFrame with ``item_id``, ``title`` and ``similarity``."""
-        self._check_fitted()
-        i = int(self.train_.item_index([item_id])[0])
-        V = self.item_factors_.detach()
-        normed = V / V.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        sims = normed @ normed[i]
-        sims[i] = -torch.inf
-        top = torch.topk(sims, min(int(k), V.shape[0] - 1))
-        items = top.indices.cpu().numpy()
-        return pd.DataFrame({"item_id": self.train_.item_ids[items], "title": self.train_.item_titles(items),
-                             "similarity": top.values.cpu().numpy()})
+    def _item_vectors(self) -> torch.Tensor:
+        return self.item_factors_
 
 
-class Popularity:
+class Popularity(Recommender):
     """The popularity baseline: every user gets the items with the most training interactions.
 
     The bar every personalised model must clear on protocol I1. Used by: Chapters 2–4 and 7, the I1 benchmark.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        None: CUDA when available.
+
+    Attributes
+    ----------
+    item_scores_ : (n_items,) tensor
+        Distinct training users of each item (duplicates once).
     """
+
+    fitted_attributes = ("item_scores_",)
 
     def __init__(self, device=None):
         self.device = device
 
-    def fit(self, train: Interactions) -> "Popularity":
-        self.device_ = get_device(self.device)
-        user, item = _unique_pairs(train)
+    def _fit(self, train: Interactions, valid: Interactions | None = None) -> None:
+        _, item = _unique_pairs(train)
         self.item_scores_ = torch.from_numpy(np.bincount(item, minlength=train.n_items).astype(np.float32)).to(
             self.device_)
-        self.train_ = train
-        return self
 
-    def score_users(self, user_idx) -> torch.Tensor:
-        n = len(torch.as_tensor(user_idx))
+    def score_users(self, users) -> torch.Tensor:
+        """The item counts, the same row for every user: ``(len(users), n_items)`` (a broadcast view)."""
+        n = len(self._user_index(users))
         return self.item_scores_.unsqueeze(0).expand(n, -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Hyperparameter selection on validation data carved from train
 # ---------------------------------------------------------------------------------------------------------------------
-def _grid_points(grid) -> list[dict]:
-    if isinstance(grid, dict):
-        keys = list(grid)
-        values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
-        return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
-    points = list(grid)
-    if not all(isinstance(p, dict) for p in points):
-        raise ValueError("grid must be a dict of lists (its Cartesian product is searched) or a list of dicts")
-    return points
-
-
 def tune_weighted_mf(train: Interactions, grid, *, base_params: dict | None = None, protocol: str = "I1", seed=0,
                      k: int = 10, patience: int | None = None, select_epochs: bool = True, device=None,
                      show_progress: bool | None = None) -> tuple[dict, pd.DataFrame]:
-    """Choose :class:`WeightedMF` hyperparameters on a validation part carved from ``train`` (never the test part).
+    """:func:`mfkit.training.tune` for :class:`WeightedMF`, returning ``(best_params, table)`` (Chapter 2's call).
 
-    ``train`` is split again with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); every grid
-    point is fitted on the inner train part and scored by nDCG@``k`` on the validation part after every epoch/sweep.
-
-    Parameters
-    ----------
-    grid : dict of lists or list of dicts
-        Constructor arguments to vary (a dict: its Cartesian product).
-    base_params : dict, optional
-        Constructor arguments shared by every point (``n_epochs`` is the most sweeps tried).
-    select_epochs : bool
-        Set ``n_epochs`` of the best parameters to the best epoch/sweep seen on validation.
-
-    Returns
-    -------
-    best_params : dict
-        Constructor arguments for the final fit on all of ``train``.
-    table : pandas.DataFrame
-        One row per grid point: its parameters, ``ndcg`` (best validation nDCG@k), ``best_epoch`` and ``fit_s``;
-        sorted best first.
+    Every grid point is fitted on the inner train part of ``train`` (``protocol``, ``seed``) and scored by
+    nDCG@``k`` on the validation part after every epoch/sweep; ``table`` has the grid's columns, ``ndcg`` (best
+    validation nDCG@k), ``best_epoch`` and ``fit_s``, best first. ``select_epochs`` sets ``n_epochs`` of the best
+    parameters to the best epoch/sweep seen on validation.
 
     Used by: Chapter 2 and the I1 benchmark (``benchmarks/implicit_ml100k.py``).
     """
@@ -728,25 +633,9 @@ def tune_weighted_mf(train: Interactions, grid, *, base_params: dict | None = No
         base["device"] = device
     if show_progress is not None:
         base.setdefault("show_progress", show_progress)
-    inner, valid = train_validation_split(train, protocol, seed)
-    points = _grid_points(grid)
-    if not points:
-        raise ValueError("grid is empty")
-    rows = []
-    for point in progress(points, enabled=show_progress, desc="grid", unit="point"):
-        params = {**base, **point}
-        t0 = time.perf_counter()
-        model = WeightedMF(**params).fit(inner, valid=valid, k=k, patience=patience)
-        fit_s = time.perf_counter() - t0
-        rows.append({**point, "ndcg": model.history_.best_metric, "best_epoch": model.history_.best_epoch,
-                     "fit_s": fit_s})
-    table = pd.DataFrame(rows)
-    best_row = int(np.nanargmax(table["ndcg"].to_numpy(dtype=float)))
-    best_params = {**base, **points[best_row]}
-    if select_epochs:
-        best_params["n_epochs"] = int(table["best_epoch"].iloc[best_row])
-    table = table.sort_values("ndcg", ascending=False, kind="stable").reset_index(drop=True)
-    return best_params, table
+    result = tune(WeightedMF, train, grid, base_params=base, metric="ndcg", k=k, protocol=protocol, seed=seed,
+                  patience=patience, select_epochs=select_epochs, show_progress=show_progress)
+    return result.best_params, result.table
 
 
 # ---------------------------------------------------------------------------------------------------------------------

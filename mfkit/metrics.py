@@ -7,41 +7,62 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["rmse", "mae"]
+__all__ = ["rmse", "mae", "NonFiniteError"]
 
 
 def _as_tensor(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
 
 
-def _clipped(pred, clip):
+class NonFiniteError(ValueError):
+    """A model's predictions or scores hold NaN or ±inf (it diverged, or is broken).
+
+    A ValueError; the training loop (:func:`mfkit.training.epoch_loop`) turns one raised while validating into a
+    :class:`~mfkit.training.DivergenceError`.
+    """
+
+
+def _first_nonfinite(x: torch.Tensor, what: str, hint: str = "", error=ValueError) -> None:
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        idx = torch.nonzero(bad)[0].tolist()
+        where = idx[0] if len(idx) == 1 else tuple(idx)
+        raise error(f"{what} holds {int(bad.sum())} non-finite value(s) (NaN or ±inf), e.g. {what}[{where}] = "
+                         f"{float(x[tuple(idx)])}; expected finite numbers{hint}")
+
+
+def _pair(pred, target, clip):
+    """Both as float64 tensors of one non-empty shape; non-finite values refused (a NaN prediction would make the
+    metric NaN, or, clipped, a silent mid-scale guess)."""
     pred = _as_tensor(pred).double()
+    target = _as_tensor(target).to(pred.device, torch.float64)
+    if pred.shape != target.shape or pred.numel() == 0:
+        raise ValueError(f"pred and target must be non-empty and of one shape, got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+    _first_nonfinite(target, "target")
+    _first_nonfinite(pred, "pred", " (a model that diverged?)", NonFiniteError)
     if clip is not None:
-        pred = pred.clamp(clip[0], clip[1])
-    return pred
+        low, high = clip
+        if not (np.isfinite(low) and np.isfinite(high) and low <= high):
+            raise ValueError(f"clip must be (low, high) with finite low <= high, got {clip!r}")
+        pred = pred.clamp(low, high)
+    return pred, target
 
 
 def rmse(pred, target, clip: tuple[float, float] | None = None) -> float:
     """Root mean squared error, ``sqrt(mean((pred - target)^2))``, optionally clipping predictions to the rating scale.
 
     Not ``sqrt(sum of squared errors / ||R||)`` (the seed notebook's formula), which divides by the norm of the
-    rating matrix rather than by the number of ratings.
+    rating matrix rather than by the number of ratings. Shapes must match, and NaN or ±inf in either input raises
+    ValueError (naming the first position).
     """
-    pred = _clipped(pred, clip)
-    target = _as_tensor(target).to(pred.device, torch.float64)
-    if pred.shape != target.shape or pred.numel() == 0:
-        raise ValueError(f"pred and target must be non-empty and of one shape, got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
+    pred, target = _pair(pred, target, clip)
     return float(torch.sqrt(torch.mean((pred - target) ** 2)))
 
 
 def mae(pred, target, clip: tuple[float, float] | None = None) -> float:
-    """Mean absolute error, optionally clipping predictions to the rating scale."""
-    pred = _clipped(pred, clip)
-    target = _as_tensor(target).to(pred.device, torch.float64)
-    if pred.shape != target.shape or pred.numel() == 0:
-        raise ValueError(f"pred and target must be non-empty and of one shape, got {tuple(pred.shape)} and "
-                         f"{tuple(target.shape)}")
+    """Mean absolute error, optionally clipping predictions to the rating scale (inputs checked as in :func:`rmse`)."""
+    pred, target = _pair(pred, target, clip)
     return float(torch.mean(torch.abs(pred - target)))
 
 
@@ -55,14 +76,29 @@ __all__ += ["ranking_metrics", "ranking_metrics_from_hits", "precision_at_k", "r
 def _check_hits(hits: torch.Tensor, n_relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     hits = _as_tensor(hits)
     n_relevant = _as_tensor(n_relevant).to(hits.device)
-    if hits.ndim != 2:
-        raise ValueError(f"hits must be a 2-D (users, k) 0/1 matrix of top-k hits, got shape {tuple(hits.shape)}")
+    if hits.ndim != 2 or hits.shape[1] < 1:
+        raise ValueError(f"hits must be a 2-D (users, k >= 1) 0/1 matrix of top-k hits, got shape {tuple(hits.shape)}")
     if n_relevant.shape != hits.shape[:1]:
         raise ValueError(f"n_relevant must hold one count per row of hits ({hits.shape[0]}), "
                          f"got shape {tuple(n_relevant.shape)}")
+    hits = hits.to(torch.float64)
+    n_relevant = n_relevant.to(torch.float64)
+    not01 = (hits != 0) & (hits != 1)
+    if bool(not01.any()):
+        u, j = torch.nonzero(not01)[0].tolist()
+        raise ValueError(f"hits must hold only 0 and 1, got hits[{u}, {j}] = {float(hits[u, j])}")
+    if not bool(torch.isfinite(n_relevant).all()) or bool((n_relevant != torch.round(n_relevant)).any()):
+        raise ValueError("n_relevant must hold whole counts")
     if (n_relevant <= 0).any():
-        raise ValueError("every user must have at least one relevant item (drop users without test rows)")
-    return hits.to(torch.float64), n_relevant.to(torch.float64)
+        u = int(torch.nonzero(n_relevant <= 0)[0])
+        raise ValueError(f"every user must have at least one relevant item, got n_relevant[{u}] = "
+                         f"{float(n_relevant[u])} (drop users without test rows)")
+    too_many = hits.sum(1) > n_relevant
+    if bool(too_many.any()):
+        u = int(torch.nonzero(too_many)[0])
+        raise ValueError(f"row {u} of hits has {int(hits[u].sum())} hits but n_relevant[{u}] = {int(n_relevant[u])}: "
+                         "a user cannot have more hits than relevant items")
+    return hits, n_relevant
 
 
 def precision_at_k(hits, n_relevant) -> torch.Tensor:
@@ -139,6 +175,60 @@ def _score_fn(model):
                     f"scores, got {type(model).__name__}")
 
 
+_NONFINITE = ("raise", "last")
+
+
+def _check_k(k, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def _check_users(users, n_users: int | None) -> np.ndarray:
+    users = np.asarray(users)
+    if users.ndim != 1 or (len(users) and users.dtype.kind not in "iu"):
+        raise ValueError(f"users must be a 1-D array of dense user indices, got dtype {users.dtype}, "
+                         f"shape {users.shape}")
+    users = users.astype(np.int64)
+    if n_users is not None and len(users) and (users.min() < 0 or users.max() >= n_users):
+        bad = int(users[(users < 0) | (users >= n_users)][0])
+        raise ValueError(f"user index {bad} is outside 0..{n_users - 1}")
+    return users
+
+
+def _handle_nonfinite(scores: torch.Tensor, users: np.ndarray, nonfinite: str) -> torch.Tensor:
+    """Refuse NaN/±inf scores (``"raise"``), or put them after every finite score (``"last"``)."""
+    bad = ~torch.isfinite(scores)
+    if not bool(bad.any()):
+        return scores
+    if nonfinite == "raise":
+        row, item = torch.nonzero(bad)[0].tolist()
+        raise NonFiniteError(f"the model returned {int(bad.sum())} non-finite score(s) (NaN or ±inf) in this batch, "
+                             f"e.g. {float(scores[row, item])} for user {int(users[row])}, item {item}; NaN would "
+                             "rank unpredictably. Fix the model, or pass nonfinite='last' to rank them after every "
+                             "finite score")
+    # the lowest finite float32: after every finite score, before the excluded items (-inf), and still a hit
+    return scores.masked_fill(bad, torch.finfo(torch.float32).min)
+
+
+def _py(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _check_index_space(train, test) -> None:
+    """``train`` and ``test`` come from one data set: the same raw-id maps, not just the same sizes."""
+    if train.n_users != test.n_users or train.n_items != test.n_items:
+        raise ValueError(f"train ({train.n_users}×{train.n_items}) and test ({test.n_users}×{test.n_items}) must "
+                         "share one index space (split one Interactions object)")
+    for what in ("user_ids", "item_ids"):
+        a, b = getattr(train, what), getattr(test, what)
+        if a is not b and not np.array_equal(a, b):
+            j = int(np.argmax(a != b)) if a.dtype == b.dtype else 0
+            raise ValueError(f"train and test have different {what} (position {j}: {_py(a[j])!r} vs "
+                             f"{_py(b[j])!r}): they are not splits of one data set, so dense index i means "
+                             "different things in each")
+
+
 def _csr_rows_as_coo(csr, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(row position within ``rows``, column) index tensors of the non-zeros of the CSR rows ``rows``."""
     sub = csr[rows]
@@ -147,8 +237,8 @@ def _csr_rows_as_coo(csr, rows: np.ndarray, device) -> tuple[torch.Tensor, torch
             torch.from_numpy(sub.indices.astype(np.int64)).to(device))
 
 
-def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=None) -> tuple[torch.Tensor,
-                                                                                            torch.Tensor]:
+def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=None,
+                nonfinite: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` item indices and scores for dense user indices ``users``, excluding each user's train items.
 
     Parameters
@@ -159,6 +249,8 @@ def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=N
         Items a user has here are set to ``-inf`` before the top-k (when ``exclude``).
     users : array-like of int
         Dense user indices (one batch: callers batch themselves).
+    nonfinite : {"raise", "last"}
+        NaN or ±inf scores raise ValueError (default), or with ``"last"`` rank after every finite score.
 
     Returns
     -------
@@ -167,13 +259,19 @@ def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=N
     from .utils import get_device
 
     device = get_device(device)
+    k = _check_k(k)
+    if nonfinite not in _NONFINITE:
+        raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
     score = _score_fn(model)
-    users = np.asarray(users, dtype=np.int64)
+    users = _check_users(users, train.n_users if train is not None else None)
     user_idx = torch.from_numpy(users).to(device)
     with torch.no_grad():
         scores = score(user_idx).to(device=device, dtype=torch.float32).clone()
     if scores.ndim != 2 or scores.shape[0] != len(users):
         raise ValueError(f"score_users must return a (len(user_idx), n_items) tensor, got {tuple(scores.shape)}")
+    if train is not None and scores.shape[1] != train.n_items:
+        raise ValueError(f"the model returned scores for {scores.shape[1]} items, train has {train.n_items}")
+    scores = _handle_nonfinite(scores, users, nonfinite)
     if k > scores.shape[1]:
         raise ValueError(f"k={k} is larger than the number of items ({scores.shape[1]})")
     if exclude and train is not None:
@@ -190,7 +288,7 @@ def _seen_csr(data):
 
 
 def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, device=None,
-                    per_user: bool = False) -> dict:
+                    per_user: bool = False, nonfinite: str = "raise") -> dict:
     """Top-``k`` ranking metrics of protocol I1: precision, recall, nDCG, MAP and hit rate at ``k``.
 
     For every user with rows in ``test``, the ``k`` highest-scored items excluding the items the user has in
@@ -213,6 +311,17 @@ def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, dev
     per_user : bool
         Also return the per-user values under ``"per_user"`` (a DataFrame indexed by dense user index) and the
         number of users evaluated under ``"n_users"``.
+    nonfinite : {"raise", "last"}
+        What to do with NaN or ±inf scores: ``"raise"`` (default) refuses them with a ValueError naming a user and
+        item (sorted as-is, NaN would take the top ranks and silently never count as hits); ``"last"`` ranks them
+        after every finite score (they can still fill the top ``k`` of a user with fewer finite scores, and count
+        as hits there).
+
+    Raises
+    ------
+    ValueError
+        Non-integer or non-positive ``k``/``batch_size``; ``train`` and ``test`` not from one data set (different
+        sizes or raw-id maps); an empty ``test``; scores of the wrong shape or non-finite (see ``nonfinite``).
 
     Returns
     -------
@@ -226,18 +335,17 @@ def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, dev
     ``#relevant`` (protocol I1, as Microsoft Recommenders). A test item that is also in the user's train part is
     excluded from the ranking and so can never be a hit, but still counts as relevant.
 
-    Used by: Chapters 2–4 and 7. Protocol: Microsoft Recommenders' ML-100k benchmark (see PROTOCOLS.md, I1).
+    Used by: Chapters 2–4 and 7. Protocol: Microsoft Recommenders' ML-100k benchmark (book page "How we measure", I1).
     """
     from .utils import get_device
 
     device = get_device(device)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if train is not None and (train.n_users != test.n_users or train.n_items != test.n_items):
-        raise ValueError(f"train ({train.n_users}×{train.n_items}) and test ({test.n_users}×{test.n_items}) must "
-                         "share one index space (split one Interactions object)")
+    k = _check_k(k)
+    batch_size = _check_k(batch_size, "batch_size")
+    if nonfinite not in _NONFINITE:
+        raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
+    if train is not None:
+        _check_index_space(train, test)
     test_csr = _seen_csr(test)
     users = np.flatnonzero(np.diff(test_csr.indptr) > 0)
     if len(users) == 0:
@@ -255,6 +363,7 @@ def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, dev
                 raise ValueError(f"the model must return ({len(batch)}, {test.n_items}) scores for a batch of "
                                  f"{len(batch)} users, got {tuple(scores.shape)}")
             scores = scores.clone()  # the model may hand out a view of its own buffers
+            scores = _handle_nonfinite(scores, batch, nonfinite)
             if train_csr is not None:
                 rows, cols = _csr_rows_as_coo(train_csr, batch, device)
                 scores[rows, cols] = -torch.inf

@@ -1,28 +1,43 @@
-"""The training loop the chapters share: any torch optimizer by name, per-epoch records, early stopping, progress bars.
+"""How every mfkit model trains and is tuned: one epoch loop, the torch-optimizer loop on top of it, one tuner.
 
-Used by: Chapter 2 (dense and Gram weighted MF), Chapter 3 (sigmoid and logistic variants), Chapter 4 (the optimizer
-comparison: :func:`lr_sweep`, :func:`row_update_counts`, :func:`effective_learning_rate`), Chapter 5 (autograd biased
-MF) and Chapter 7 (neural models).
+* :func:`epoch_loop`: per-epoch records (loss, cumulative seconds, validation metric), early stopping with the best
+  epoch restored, and divergence detection (a NaN/inf loss, or one that grew by orders of magnitude, with a message
+  naming the likely cause). Weighted and biased ALS, Funk SGD and the Gibbs sampler run through it directly.
+* :func:`train_loop`: any torch optimizer by name (:data:`OPTIMIZERS`) over minibatches, as epochs of
+  :func:`epoch_loop`; the gradient solvers of weighted MF, autograd biased MF, NCF and the two-tower model use it.
+* :func:`tune`: hyperparameters of any model on a validation part of the training data (grid or list of settings,
+  metric, protocol, refit).
+
+Used by: Chapter 2 (dense and Gram weighted MF, tuning), Chapter 3 (sigmoid and logistic variants), Chapter 4 (the
+optimizer comparison: :func:`lr_sweep`, :func:`row_update_counts`, :func:`effective_learning_rate`), Chapters 5–6
+(biased MF, tuning) and Chapter 7 (neural models), through the models of :mod:`mfkit.implicit`,
+:mod:`mfkit.explicit` and :mod:`mfkit.neural`.
 """
 from __future__ import annotations
 
 import copy
+import inspect
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .utils import progress
+from .data.splits import train_validation_split
+from .base import rating_errors
+from .metrics import NonFiniteError, ranking_metrics
+from .utils import get_device, progress
 
-__all__ = ["DivergenceError", "History", "OPTIMIZERS", "LRSweep", "effective_learning_rate", "lr_sweep",
-           "make_optimizer", "minibatches", "row_update_counts", "train_loop"]
+__all__ = ["DivergenceError", "History", "OPTIMIZERS", "LRSweep", "check_optimizer", "effective_learning_rate", "epoch_loop", "lr_sweep",
+           "make_optimizer", "minibatches", "row_update_counts", "train_loop", "tune", "TuneResult", "grid_points"]
 
 
 class DivergenceError(FloatingPointError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or grew by orders of magnitude (see :func:`epoch_loop`)."""
 
 
 def _sgd_momentum(params, lr, **kw):
@@ -39,6 +54,21 @@ OPTIMIZERS: dict[str, Callable] = {
     "adamw": lambda p, lr, **kw: torch.optim.AdamW(p, lr=lr, **kw),
     "sparseadam": lambda p, lr, **kw: torch.optim.SparseAdam(p, lr=lr, **kw),  # needs sparse gradients
 }
+
+
+def check_optimizer(name) -> str:
+    """The key of :data:`OPTIMIZERS` that ``name`` means (case, ``-``, ``_``, ``+`` and spaces ignored), or a
+    ValueError listing the names; an optimizer instance passes as is. Models call it in ``__init__``."""
+    if isinstance(name, torch.optim.Optimizer):
+        return name
+    if not isinstance(name, str):
+        raise ValueError(f"optimizer must be a name or a torch.optim.Optimizer, got {type(name).__name__}")
+    key = name.lower().replace("_", "").replace("-", "").replace("+", "").replace(" ", "")
+    if key in ("sgdmomentum", "sgdm"):
+        key = "momentum"
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    return key
 
 
 def make_optimizer(name: str | torch.optim.Optimizer, params, lr: float, **kwargs) -> torch.optim.Optimizer:
@@ -63,13 +93,7 @@ def make_optimizer(name: str | torch.optim.Optimizer, params, lr: float, **kwarg
     """
     if isinstance(name, torch.optim.Optimizer):
         return name
-    if not isinstance(name, str):
-        raise ValueError(f"optimizer must be a name or a torch.optim.Optimizer, got {type(name).__name__}")
-    key = name.lower().replace("_", "").replace("-", "").replace("+", "").replace(" ", "")
-    if key in ("sgdmomentum", "sgdm"):
-        key = "momentum"
-    if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    key = check_optimizer(name)
     if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     return OPTIMIZERS[key](list(params), lr, **kwargs)
@@ -136,14 +160,149 @@ def _is_better(metric: float, best: float | None, higher_is_better: bool) -> boo
     return metric > best if higher_is_better else metric < best
 
 
+def _check_loss(loss: float, reference: float | None, epoch: int, unit: str, explode_factor: float | None,
+                context: str, hint: str) -> None:
+    """Raise :class:`DivergenceError` for a non-finite loss, or one ``explode_factor`` times the reference."""
+    if not math.isfinite(loss):
+        raise DivergenceError(f"the loss became {loss} at {unit} {epoch + 1}{context}. {hint}")
+    if explode_factor is not None and reference is not None and math.isfinite(reference) \
+            and abs(loss) > explode_factor * max(abs(reference), 1e-12):
+        raise DivergenceError(f"the loss exploded from {reference:.4g} to {loss:.4g} (more than {explode_factor:g} "
+                              f"times) by {unit} {epoch + 1}{context}. {hint}")
+
+
+def epoch_loop(epoch_fn: Callable[[int], float | dict | None], n_epochs: int, *,
+               evaluate: Callable[[], float | None] | None = None, higher_is_better: bool = True,
+               patience: int | None = None, eval_every: int = 1, snapshot: Callable[[], object] | None = None,
+               restore: Callable[[object], None] | None = None, measure: Callable[[int], float] | None = None,
+               on_epoch_end: Callable[[int], None] | None = None, device=None, show_progress: bool | None = None,
+               desc: str = "training", unit: str = "epoch", context: str = "",
+               divergence_hint: str = "Lower the learning rate or raise the regularisation.",
+               explode_factor: float | None = 1e4, reference_loss: Callable[[], float] | None = None) -> History:
+    """The one epoch loop of mfkit: timing, history, validation, early stopping, best-epoch restore, divergence.
+
+    Every model trains through it: the gradient models through :func:`train_loop` (which makes ``epoch_fn`` a pass
+    of optimizer steps), the closed-form and hand-written ones (weighted and biased ALS, Funk SGD, the Gibbs
+    sampler) directly.
+
+    Parameters
+    ----------
+    epoch_fn : callable
+        ``epoch_fn(epoch)`` runs one epoch (0-based) and returns its training loss, or a dict of record fields
+        with a ``"loss"`` key (and e.g. ``"steps"``), or None when ``measure`` gives the loss.
+    n_epochs : int
+        Maximum number of epochs (0 runs none and returns an empty history).
+    evaluate : callable, optional
+        Held-out metric, called without gradients every ``eval_every`` epochs and after the last; its time is not
+        counted in ``seconds``. It may return None (nothing to evaluate yet, e.g. during a burn-in).
+    higher_is_better : bool
+        Direction of the metric.
+    patience : int, optional
+        Stop after this many evaluations in a row without a better metric.
+    snapshot, restore : callables, optional
+        ``snapshot()`` copies the parameters at each new best evaluation, ``restore(copy)`` puts the best back at
+        the end (both needed for best-epoch restore).
+    measure : callable, optional
+        ``measure(epoch)`` computes the training loss after the clock stops (a separate pass of a closed-form
+        method whose loss is not part of its update).
+    on_epoch_end : callable, optional
+        Called with the epoch after the divergence check, before evaluation.
+    device : torch.device, optional
+        CUDA devices are synchronised before the clock stops, so ``seconds`` is the true time.
+    show_progress, desc, unit : progress bar settings (``unit`` also names the epochs in error messages).
+    context : str
+        Appended to the epoch in error messages (e.g. ``" (optimizer adam, lr 0.01)"``).
+    divergence_hint : str
+        The likely cause and remedy, appended to the :class:`DivergenceError` message.
+    explode_factor : float or None
+        Raise :class:`DivergenceError` when the loss exceeds this many times the reference loss (a loss that grows
+        by orders of magnitude has diverged even while it is finite, e.g. Adam with a learning rate of 1e6).
+        None: only NaN/inf count.
+    reference_loss : callable, optional
+        The reference for ``explode_factor`` (read after the first epoch); default: the first epoch's loss.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    DivergenceError
+        A NaN/inf loss, or one that exploded.
+    ValueError
+        ``n_epochs < 0``, ``eval_every < 1`` or ``patience < 1``.
+    """
+    if int(n_epochs) < 0:
+        raise ValueError(f"n_epochs must be >= 0, got {n_epochs}")
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 (or None), got {patience}")
+    cuda = device is not None and torch.device(device).type == "cuda"
+    history = History()
+    best_state, since_best, elapsed, reference = None, 0, 0.0, None
+    bar = progress(range(int(n_epochs)), enabled=show_progress, desc=desc, unit=unit)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        out = epoch_fn(epoch)
+        if cuda:
+            torch.cuda.synchronize(device)
+        elapsed += time.perf_counter() - t0
+        record = {"epoch": epoch + 1}
+        if measure is not None:
+            record["loss"] = float(measure(epoch))
+        elif isinstance(out, dict):
+            record.update(out)
+            record["loss"] = float(record["loss"])
+        else:
+            record["loss"] = float(out)
+        record["seconds"] = elapsed
+        loss = record["loss"]
+        if reference is None and math.isfinite(loss):
+            reference = float(reference_loss()) if reference_loss is not None else loss
+        _check_loss(loss, reference, epoch, unit, explode_factor, context, divergence_hint)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch)
+        metric = None
+        if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch == n_epochs - 1):
+            with torch.no_grad():
+                try:
+                    metric = evaluate()
+                except NonFiniteError as e:  # NaN/inf predictions after a finite loss: the step diverged
+                    raise DivergenceError(f"the model's predictions became non-finite at {unit} {epoch + 1}"
+                                          f"{context} ({e}). {divergence_hint}") from e
+        if metric is not None:
+            metric = float(metric)
+            record["metric"] = metric
+            if _is_better(metric, history.best_metric, higher_is_better):
+                history.best_metric, history.best_epoch, since_best = metric, epoch + 1, 0
+                if snapshot is not None:
+                    best_state = snapshot()
+            else:
+                since_best += 1
+            bar.set_postfix(loss=f"{loss:.4g}", metric=f"{metric:.4f}")
+        else:
+            bar.set_postfix(loss=f"{loss:.4g}")
+        history.records.append(record)
+        if patience is not None and evaluate is not None and since_best >= patience:
+            history.stopped_early = True
+            break
+    if restore is not None and best_state is not None:
+        with torch.no_grad():
+            restore(best_state)
+    return history
+
+
 def train_loop(loss_fn: Callable, parameters, *, optimizer: str | torch.optim.Optimizer = "adam", lr: float = 0.01,
                n_epochs: int = 10, batches: Callable[[int], Iterable] | None = None,
                evaluate: Callable[[], float] | None = None, higher_is_better: bool = True, patience: int | None = None,
                restore_best: bool = True, eval_every: int = 1, optimizer_kwargs: dict | None = None,
                show_progress: bool | None = None, desc: str = "training",
                divergence_hint: str = "Lower the learning rate or raise the regularisation.",
-               on_epoch_end: Callable[[int], None] | None = None) -> History:
+               on_epoch_end: Callable[[int], None] | None = None, explode_factor: float | None = 1e4) -> History:
     """Minimise ``loss_fn`` with a torch optimizer, recording loss, held-out metric and wall time per epoch.
+
+    The epochs run through :func:`epoch_loop`; an epoch here is one optimizer step per batch.
 
     Parameters
     ----------
@@ -181,34 +340,32 @@ def train_loop(loss_fn: Callable, parameters, *, optimizer: str | torch.optim.Op
         Appended to the :class:`DivergenceError` message.
     on_epoch_end : callable, optional
         ``on_epoch_end(epoch)`` after each epoch (before evaluation).
+    explode_factor : float or None
+        An epoch's mean loss above this many times the loss of the very first batch (the loss at the starting
+        point) raises :class:`DivergenceError`, as a NaN does (see :func:`epoch_loop`).
 
     Returns
     -------
     History
+        With ``steps``, the cumulative number of optimizer steps, in each record.
 
     Raises
     ------
     DivergenceError
-        When the loss becomes NaN or infinite; the message carries ``divergence_hint``. The check runs once per
-        epoch on a loss summed on the device, so a GPU is not synchronised after every batch.
+        When the loss becomes NaN or infinite, or explodes; the message carries ``divergence_hint``. The check
+        runs once per epoch on a loss summed on the device, so a GPU is not synchronised after every batch.
     ValueError
         For ``n_epochs < 1``, ``eval_every < 1`` or ``patience < 1``.
     """
     if n_epochs < 1:
         raise ValueError(f"n_epochs must be >= 1, got {n_epochs}")
-    if eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    if patience is not None and patience < 1:
-        raise ValueError(f"patience must be >= 1 (or None), got {patience}")
     module = parameters if isinstance(parameters, torch.nn.Module) else None
     params = list(module.parameters() if module is not None else parameters)
     opt = make_optimizer(optimizer, params, lr, **(optimizer_kwargs or {}))
     opt_name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__
-    history = History()
-    best_state, since_best, elapsed, steps = None, 0, 0.0, 0
-    bar = progress(range(n_epochs), enabled=show_progress, desc=desc, unit="epoch")
-    for epoch in bar:
-        t0 = time.perf_counter()
+    counters = {"steps": 0, "first": None}
+
+    def one_epoch(epoch):
         total, count = None, 0
         for batch in (batches(epoch) if batches is not None else [None]):
             opt.zero_grad(set_to_none=True)
@@ -217,47 +374,31 @@ def train_loop(loss_fn: Callable, parameters, *, optimizer: str | torch.optim.Op
             opt.step()
             # Summed on the device: one host sync per epoch, not per batch.
             total = loss.detach() if total is None else total + loss.detach()
+            if counters["first"] is None:
+                counters["first"] = total
             count += 1
         if count == 0:
             raise ValueError(f"batches({epoch}) yielded no batch")
-        mean_loss = float(total) / count
-        steps += count
-        if not math.isfinite(mean_loss):
-            raise DivergenceError(f"the loss became {mean_loss} at epoch {epoch + 1} (optimizer {opt_name}, "
-                                  f"lr {opt.param_groups[0]['lr']:g}). {divergence_hint}")
-        if params and params[0].is_cuda:
-            torch.cuda.synchronize()
-        elapsed += time.perf_counter() - t0
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        record = {"epoch": epoch + 1, "steps": steps, "loss": mean_loss, "seconds": elapsed}
-        last = epoch == n_epochs - 1
-        if evaluate is not None and ((epoch + 1) % eval_every == 0 or last):
-            with torch.no_grad():
-                metric = float(evaluate())
-            record["metric"] = metric
-            if _is_better(metric, history.best_metric, higher_is_better):
-                history.best_metric, history.best_epoch, since_best = metric, epoch + 1, 0
-                if restore_best:
-                    best_state = (copy.deepcopy(module.state_dict()) if module is not None
-                                  else [p.detach().clone() for p in params])
-            else:
-                since_best += 1
-            bar.set_postfix(loss=f"{mean_loss:.4g}", metric=f"{metric:.4f}")
+        counters["steps"] += count
+        return {"steps": counters["steps"], "loss": float(total) / count}
+
+    def snapshot():
+        return copy.deepcopy(module.state_dict()) if module is not None else [p.detach().clone() for p in params]
+
+    def restore(state):
+        if module is not None:
+            module.load_state_dict(state)
         else:
-            bar.set_postfix(loss=f"{mean_loss:.4g}")
-        history.records.append(record)
-        if patience is not None and evaluate is not None and since_best >= patience:
-            history.stopped_early = True
-            break
-    if restore_best and best_state is not None:
-        with torch.no_grad():
-            if module is not None:
-                module.load_state_dict(best_state)
-            else:
-                for p, b in zip(params, best_state):
-                    p.copy_(b)
-    return history
+            for p, b in zip(params, state):
+                p.copy_(b)
+
+    return epoch_loop(one_epoch, n_epochs, evaluate=evaluate, higher_is_better=higher_is_better, patience=patience,
+                      eval_every=eval_every, snapshot=snapshot if restore_best else None,
+                      restore=restore if restore_best else None, on_epoch_end=on_epoch_end,
+                      device=params[0].device if params else None, show_progress=show_progress, desc=desc,
+                      context=f" (optimizer {opt_name}, lr {opt.param_groups[0]['lr']:g})",
+                      divergence_hint=divergence_hint, explode_factor=explode_factor,
+                      reference_loss=lambda: float(counters["first"]))
 
 
 # -- Chapter 4: why per-parameter learning rates suit embeddings -------------------------------------------------
@@ -291,8 +432,6 @@ def row_update_counts(rows, n_rows: int, batch_size: int, n_epochs: int = 1, gen
     torch.Tensor
         int64 counts of shape ``(n_rows,)``, each between 0 and the number of steps.
     """
-    from .utils import get_device
-
     device = get_device(device)
     rows = torch.as_tensor(rows, device=device).long().reshape(-1)
     if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= n_rows):
@@ -445,3 +584,170 @@ def lr_sweep(run: Callable[[str, float], History], learning_rates: dict | Sequen
                      "seconds": float("nan") if hist is None else hist.seconds[-1],
                      "diverged": diverged})
     return LRSweep(pd.DataFrame(rows), histories, higher_is_better)
+
+
+# -- One tuner for every model ------------------------------------------------------------------------------------
+
+_LOWER_IS_BETTER = ("rmse", "mae")
+_RANKING = ("ndcg", "precision", "recall", "map", "hit_rate")
+
+
+def grid_points(grid) -> list[dict]:
+    """The candidates of a grid: the Cartesian product of a dict's values (a scalar counts as a one-value list),
+    or the dicts of a list, in order. ValueError when empty or malformed."""
+    if isinstance(grid, dict):
+        keys = list(grid)
+        values = [v if isinstance(v, (list, tuple)) else [v] for v in grid.values()]
+        points = [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    else:
+        points = [dict(p) if isinstance(p, dict) else p for p in grid]
+        if not all(isinstance(p, dict) for p in points):
+            raise ValueError("grid must be a dict of lists (its Cartesian product is searched) or a list of dicts")
+    if not points:
+        raise ValueError("grid is empty: give at least one candidate")
+    return points
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` returns.
+
+    Attributes
+    ----------
+    best_params : dict
+        Constructor arguments of the best candidate (``base_params`` included; ``n_epochs`` set to its best
+        epoch when epochs were selected).
+    table : pandas.DataFrame
+        One row per candidate, best first: its parameters (tuples as strings), the validation metric (a column
+        named after it), ``best_epoch`` (models trained by epochs) and ``fit_s`` (wall seconds of the fit).
+    model : fitted model or None
+        The best candidate refitted on all of ``train`` (``refit=True``).
+    metric : str
+        The metric that chose.
+    """
+
+    best_params: dict
+    table: pd.DataFrame
+    model: object | None = None
+    metric: str = "ndcg"
+
+
+def _accepts(fn, name: str) -> bool:
+    params = inspect.signature(fn).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def validation_score(model, train, valid, metric: str, k: int = 10, clip=(1, 5)) -> float:
+    """``metric`` of a fitted model on ``valid``: RMSE/MAE of its predictions (clipped to ``clip``), or a top-``k``
+    ranking metric with ``train``'s items excluded (protocol I1). Used by :func:`tune`."""
+    if metric in _LOWER_IS_BETTER:
+        return rating_errors(model, valid, clip)[metric]
+    return float(ranking_metrics(model, train, valid, k=k, device=getattr(model, "device_", None))[metric])
+
+
+def tune(model, train, grid, *, base_params: dict | None = None, metric: str | None = None, k: int = 10,
+         protocol: str | None = None, seed=0, valid_split=None, per_epoch: bool = True, patience: int | None = None,
+         select_epochs: bool | None = None, refit: bool = False, clip=(1, 5),
+         show_progress: bool | None = None) -> TuneResult:
+    """Choose hyperparameters of any mfkit model on a validation part carved from ``train`` (never the test part).
+
+    ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); every candidate is
+    fitted on the inner part and scored on the validation part; the best is optionally refitted on all of ``train``.
+
+    Used by: Chapters 2, 5, 6 and 7 (through the aliases :func:`mfkit.implicit.tune_weighted_mf`,
+    :func:`mfkit.explicit.tune_on_validation` and :func:`mfkit.neural.tune`) and the benchmarks.
+
+    Parameters
+    ----------
+    model : model class or callable
+        ``model(**params)`` returns an unfitted model (a class such as ``WeightedMF``, or a factory such as
+        ``lambda **kw: BiasedMF(n_factors=20, **kw)``).
+    train : Interactions
+        The training part of a protocol's split.
+    grid : dict of lists or list of dicts
+        Candidates (:func:`grid_points`).
+    base_params : dict, optional
+        Constructor arguments shared by every candidate (``n_epochs`` is then the most epochs tried).
+    metric : str, optional
+        ``"rmse"``, ``"mae"`` (lower is better) or ``"ndcg"``, ``"precision"``, ``"recall"``, ``"map"``,
+        ``"hit_rate"`` (at ``k``); default: the model's ``default_metric`` (RMSE for rating models, nDCG@k else).
+    k : int
+        Cut-off of the ranking metrics.
+    protocol : str, optional
+        How the validation part is carved: default ``"E1"`` for RMSE/MAE, ``"I1"`` for ranking metrics.
+    seed : int
+        Seed of the validation split.
+    valid_split : (inner, valid), optional
+        A ready-made split (to share one across calls).
+    per_epoch : bool
+        Fit each candidate with ``valid`` so that models trained by epochs record the metric per epoch and keep
+        their best epoch (models without epochs ignore it). False: fit on ``inner`` alone and score the end result.
+    patience : int, optional
+        Early stopping of each candidate (needs ``per_epoch``).
+    select_epochs : bool, optional
+        Set ``n_epochs`` of the best parameters to the best candidate's best epoch (default: ``per_epoch``).
+    refit : bool
+        Refit the best parameters on all of ``train`` (``TuneResult.model``).
+    clip : (low, high) or None
+        Rating scale for RMSE/MAE.
+    show_progress : bool, optional
+        Progress bar over the candidates.
+
+    Returns
+    -------
+    TuneResult
+    """
+    base = dict(base_params or {})
+    points = grid_points(grid)
+    if patience is not None and not per_epoch:
+        raise ValueError("patience needs per_epoch=True (early stopping watches the per-epoch validation metric)")
+    select_epochs = per_epoch if select_epochs is None else select_epochs
+    rows, best_epochs = [], []
+    for j, point in enumerate(progress(points, enabled=show_progress, desc="tuning", unit="candidate")):
+        candidate = model(**{**base, **point})
+        if metric is None:
+            metric = getattr(candidate, "default_metric", "ndcg")
+        if metric not in _LOWER_IS_BETTER + _RANKING:
+            raise ValueError(f"metric must be one of {_LOWER_IS_BETTER + _RANKING}, got {metric!r}")
+        if j == 0:
+            if valid_split is None:
+                valid_split = train_validation_split(
+                    train, protocol or ("E1" if metric in _LOWER_IS_BETTER else "I1"), seed)
+            inner, valid = valid_split
+        kwargs = {}
+        if per_epoch:
+            if patience is not None:
+                kwargs["patience"] = patience
+            if metric in _RANKING and _accepts(candidate._fit if hasattr(candidate, "_fit") else candidate.fit, "k"):
+                kwargs["k"] = k
+        t0 = time.perf_counter()
+        candidate.fit(inner, valid, **kwargs) if per_epoch else candidate.fit(inner)
+        fit_s = time.perf_counter() - t0
+        history = getattr(candidate, "history_", None) if per_epoch else None
+        # a ranking metric the fit already recorded at the kept epoch is reused (an RMSE is one cheap pass)
+        watched = (history is not None and history.best_metric is not None and metric == "ndcg"
+                   and getattr(candidate, "default_metric", None) == "ndcg" and ("k" in kwargs or k == 10))
+        value = history.best_metric if watched else validation_score(candidate, inner, valid, metric, k, clip)
+        best_epoch = history.best_epoch if history is not None else None
+        best_epochs.append(best_epoch)
+        rows.append({**{key: (str(v) if isinstance(v, tuple) else v) for key, v in point.items()}, metric: value,
+                     "best_epoch": best_epoch, "fit_s": fit_s})
+    table = pd.DataFrame(rows)
+    if all(b is None for b in best_epochs):
+        table = table.drop(columns="best_epoch")
+    values = table[metric].to_numpy(dtype=float)
+    if np.isnan(values).all():
+        raise ValueError(f"no candidate has a finite validation {metric}")
+    lower = metric in _LOWER_IS_BETTER
+    pick = int(np.nanargmin(values) if lower else np.nanargmax(values))
+    best_params = {**base, **points[pick]}
+    if select_epochs and best_epochs[pick] is not None:
+        best_params["n_epochs"] = int(best_epochs[pick])
+    table = table.sort_values(metric, ascending=lower, kind="stable").reset_index(drop=True)
+    fitted = None
+    if refit:
+        fitted = model(**{**base, **points[pick]})
+        if "n_epochs" in best_params and best_params["n_epochs"] != getattr(fitted, "n_epochs", None):
+            fitted = fitted.clone(n_epochs=best_params["n_epochs"])  # a factory may fix n_epochs itself
+        fitted.fit(train)
+    return TuneResult(best_params, table, fitted, metric)

@@ -282,3 +282,19 @@ def test_bibliography_entries_have_authors_title_and_year():
         assert entry.fields.get("title") and entry.fields.get("year", "").isdigit(), f"{key} needs title and year"
         venue = {"journal", "booktitle", "publisher", "howpublished"} & set(entry.fields)
         assert venue, f"{key} says nowhere where it was published"
+
+
+# --- the reference figures of the results page ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", sorted(book.REFERENCES))
+def test_reference_figures_fit_their_protocol_table(protocol):
+    """Every reference row names a model and a source, and holds only keys its protocol's table shows."""
+    spec = book.PROTOCOL_SPECS[protocol]
+    allowed = {"model", "source", "notes"} | {c.key for c in spec.columns}
+    for row in book.REFERENCES[protocol]:
+        assert row["model"].strip() and row["source"].strip(), row
+        assert set(row) <= allowed, (protocol, row["model"], set(row) - allowed)
+        for key in set(row) & {c.key for c in spec.columns}:
+            assert isinstance(row[key], str) or math.isfinite(row[key]), (protocol, row["model"], key)
+    table = book.results_table(protocol, {}, book.REFERENCES[protocol])
+    assert list(table["model"]) == [row["model"] for row in book.REFERENCES[protocol]]

@@ -1,17 +1,36 @@
-"""The built book, as a reader's browser shows it: every page of ``_build/html`` opened in headless Chromium.
+"""The built book as a reader sees it: every page of ``_build/html`` opened in headless Chromium, offline.
 
-Run after ``jupyter-book build . -W -n --keep-going``::
+Run after ``jupyter-book build --all . -W -n --keep-going``::
 
     MFKIT_BOOK_HTML=_build/html .venv/bin/python -m pytest tests/test_book_html.py
 
-For each page of ``_toc.yml`` Chromium dumps the DOM after the page's scripts ran and saves a screenshot to
-``_build/screenshots/<page>.png`` (look at them). The checks: the page exists and has a title; the sidebar of every
-page lists every page of the table of contents; every figure output of the executed notebook is an ``<img>`` whose
-source is inline data or a file that exists; no traceback, error or stderr output and no Sphinx error message shows.
+Playwright for Python drives the system's Chromium (``/usr/bin/chromium``, Debian's ``chromium`` package: Playwright's
+own browser download does not work on the CI machines). Every request that is not a ``file://`` (or ``data:``/
+``blob:``) URL is blocked, so a page that needs the network (MathJax from a CDN, a web font, a script) fails here as it
+would for a reader without internet. For every HTML page of the site (the ``_static``/``_sources``/``_images`` folders
+aside) the checks are:
 
-With ``$MFKIT_BOOK_HTML`` set, a missing site or browser is a failure (CI cannot skip silently). Without it the tests
-use ``_build/html`` and skip when there is no build, or when the build is older than the book's sources. When
-Chromium is missing and the tests run as root, they install Debian's ``chromium`` with apt-get.
+- nothing outside the site was requested, no local file it asked for is missing, and no script raised an error;
+- the page has a title and an ``<h1>``, and (book pages) a sidebar listing every page of ``_toc.yml``;
+- math: every ``.math`` element holds a typeset ``mjx-container``, MathJax reported no error (``mjx-merror``), and no
+  raw ``\\(``, ``\\[``, ``$$`` or ``$...\\command...$`` is left in the visible text outside code;
+- no code block (cell sources, outputs, code in the prose and in opened dropdowns) is wider than its column
+  (``scrollWidth <= clientWidth + 1``), no output table sticks out of its column, and the page does not scroll
+  sideways, at a 1400 x 1000 desktop window;
+- every image has loaded (``naturalWidth > 0``) and every figure output of the notebook is shown;
+- every internal link resolves: the target file exists and its ``#anchor`` is an id in it;
+- no traceback, error or stderr output, no Sphinx error message;
+- text is readable in the light and in the dark theme (the theme switch is clicked until the page is dark): the
+  WCAG contrast ratio of every visible text element against its background is at least 4.5.
+
+The search page must find each chapter by a word of its title (among the first three results). Full-page
+screenshots of every page go to ``_build/screenshots/<page>.png`` (light) and ``_build/screenshots/dark/<page>.jpg``
+(dark): look at them. The per-page counts (math typeset, images, links, code blocks) are printed by
+``test_print_page_counts`` and written to ``_build/screenshots/counts.txt``.
+
+With ``$MFKIT_BOOK_HTML`` set, a missing site, browser or Playwright is a failure (CI cannot skip silently). Without
+it the tests use ``_build/html`` and skip when there is no build, or when the build is older than the book's sources.
+When Chromium is missing and the tests run as root, they install Debian's ``chromium`` with apt-get.
 """
 from __future__ import annotations
 
@@ -20,9 +39,8 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -30,13 +48,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML_ENV = "MFKIT_BOOK_HTML"
-# Flags for headless Chromium as root in a container, with nothing fetched but the page (BOOK_NOTES.md).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-                  "--window-size=1400,1000", "--timeout=20000"]
+# Chromium as root in a container, with nothing fetched in the background (BOOK_NOTES.md); --headless is Playwright's.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
+VIEWPORT = {"width": 1400, "height": 1000}
+MIN_CONTRAST = 4.5  # WCAG 2 AA for body text
+SKIP_DIRS = {"_static", "_sources", "_images", "_downloads"}
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
 REMOVED_OUTPUT_TAGS = {"remove-output", "remove-cell"}
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exception): ", re.MULTILINE)
+# Known, harmless script errors of the tool chain: Jupyter Book 1 loads sphinx-thebe's settings twice (the second
+# `const` declaration throws; Thebe itself is not used by this book).
+KNOWN_SCRIPT_ERRORS = re.compile(r"Identifier 'THEBE_JS_URL' has already been declared")
+RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\$[^$\n]{0,200}?\\[A-Za-z]+[^$\n]{0,200}?\$")
 
 
 def toc_pages(toc_file: Path = ROOT / "_toc.yml") -> list[str]:
@@ -56,21 +80,38 @@ def toc_pages(toc_file: Path = ROOT / "_toc.yml") -> list[str]:
     return [re.sub(r"\.(ipynb|md)$", "", p) for p in pages]
 
 
-PAGES = toc_pages()
+TOC_PAGES = toc_pages()
+
+
+def _site_path() -> Path:
+    env = os.environ.get(HTML_ENV)
+    html = Path(env) if env else ROOT / "_build" / "html"
+    return html if html.is_absolute() else ROOT / html
+
+
+def site_pages(html: Path | None = None) -> list[str]:
+    """Every HTML page of the built site, as paths relative to it without ``.html`` (``book/intro``, ``search``...):
+    the table of contents' pages first, then the others (index, search, genindex...)."""
+    html = html or _site_path()
+    found = sorted(str(p.relative_to(html).with_suffix("")) for p in html.rglob("*.html")
+                   if not SKIP_DIRS & set(p.relative_to(html).parts))
+    return [p for p in TOC_PAGES if p in found] + [p for p in found if p not in TOC_PAGES] or TOC_PAGES
+
+
+PAGES = site_pages()
 
 
 def _site_or_skip() -> Path:
     env = os.environ.get(HTML_ENV)
-    html = Path(env) if env else ROOT / "_build" / "html"
-    html = html if html.is_absolute() else ROOT / html
-    if not (html / f"{PAGES[0]}.html").exists():
+    html = _site_path()
+    if not (html / f"{TOC_PAGES[0]}.html").exists():
         if env:
-            pytest.fail(f"${HTML_ENV}={env} but {html} holds no built book ({PAGES[0]}.html is missing): "
-                        "run `jupyter-book build . -W -n --keep-going` first")
-        pytest.skip(f"no built book in {html}: run `jupyter-book build . -W -n --keep-going` "
+            pytest.fail(f"${HTML_ENV}={env} but {html} holds no built book ({TOC_PAGES[0]}.html is missing): "
+                        "run `jupyter-book build --all . -W -n --keep-going` first")
+        pytest.skip(f"no built book in {html}: run `jupyter-book build --all . -W -n --keep-going` "
                     f"(or set ${HTML_ENV} to a built site)")
     if not env:
-        built = min((html / f"{p}.html").stat().st_mtime for p in PAGES if (html / f"{p}.html").exists())
+        built = min((html / f"{p}.html").stat().st_mtime for p in TOC_PAGES if (html / f"{p}.html").exists())
         sources = [ROOT / "_toc.yml", ROOT / "_config.yml", *(ROOT / "book").glob("*.*")]
         if max(s.stat().st_mtime for s in sources if s.exists()) > built:
             pytest.skip(f"the book in {html} is older than its sources: rebuild it (or set ${HTML_ENV} to check it)")
@@ -92,20 +133,198 @@ def _chromium_or_skip() -> str:
     return found
 
 
-def _render(chromium: str, page: Path, screenshot: Path) -> dict:
-    """Open one page: its DOM after load (and scripts), a screenshot, and what Chromium said if it failed."""
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="mfkit-chromium-") as profile:  # a fresh profile per page
-        cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={screenshot}", "--dump-dom",
-               page.as_uri()]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            return {"dom": "", "error": f"Chromium did not finish {page} within 120 s"}
-    if done.returncode != 0 or "<html" not in done.stdout:
-        return {"dom": done.stdout, "error": f"Chromium exited with {done.returncode} on {page}:\n"
-                                             + "\n".join(done.stderr.splitlines()[-15:])}
-    return {"dom": done.stdout, "error": None}
+# --- what runs in the page ------------------------------------------------------------------------------------------
+
+WAIT_FOR_PAGE = """async () => {
+  // MathJax 3 typesets after load: wait for its startup promise (and any typesetting it queued).
+  if (window.MathJax && window.MathJax.startup) {
+    for (let i = 0; i < 200 && !window.MathJax.startup.promise; i++) await new Promise(r => setTimeout(r, 50));
+    await window.MathJax.startup.promise;
+  }
+  // Open every dropdown and hidden cell, load every image, so that all of it is measured.
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('img[loading="lazy"]').forEach(i => { i.loading = 'eager'; });
+  await Promise.all([...document.images].map(i => i.complete ? null :
+      new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); setTimeout(r, 10000); })));
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+}"""
+
+MEASURE = r"""() => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const visible = el => el.checkVisibility ? el.checkVisibility({visibilityProperty: true}) : !!el.offsetParent;
+  const firstLine = el => (el.innerText || el.textContent || '').trim().split('\n')[0].slice(0, 100);
+  // math
+  const maths = [...document.querySelectorAll('.math')];
+  const untypeset = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.trim().slice(0, 100));
+  const merrors = [...document.querySelectorAll('mjx-merror')].map(e => e.textContent.slice(0, 100));
+  // visible text outside code and outside typeset math
+  const skip = 'pre, code, script, style, textarea, mjx-container, .highlight, kbd, samp';
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const parent = n.parentElement;
+    if (!parent || parent.closest(skip) || !visible(parent) || !n.textContent.trim()) continue;
+    texts.push(n.textContent);
+  }
+  // code blocks and output tables wider than their column
+  const wide = [];
+  for (const pre of article.querySelectorAll('pre')) {
+    if (!visible(pre)) continue;
+    for (const box of [pre, pre.closest('div.highlight')].filter(Boolean)) {
+      if (box.scrollWidth > box.clientWidth + 1) {
+        const inOutput = !!pre.closest('.cell_output');
+        const inInput = !!pre.closest('.cell_input');
+        wide.push({kind: inOutput ? 'output' : inInput ? 'code cell' : 'code in prose',
+                   scroll: box.scrollWidth, client: box.clientWidth,
+                   longest: Math.max(...pre.textContent.split('\n').map(l => l.length)),
+                   first_line: firstLine(pre)});
+        break;
+      }
+    }
+  }
+  const wideTables = [];
+  for (const table of article.querySelectorAll('table')) {
+    if (!visible(table)) continue;
+    let box = table.parentElement;  // the nearest box that scrolls sideways, else the article
+    while (box && box !== article && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
+    box = box || article;
+    const width = table.getBoundingClientRect().width, room = box.clientWidth;
+    if (width > room + 1) {
+      wideTables.push({width: Math.round(width), room: room, in_output: !!table.closest('.cell_output'),
+                       first_line: firstLine(table)});
+    }
+  }
+  const codeBlocks = [...article.querySelectorAll('pre')].filter(visible).length;
+  // images
+  const images = [...document.images].map(i => ({src: i.getAttribute('src') || '', loaded: i.complete && i.naturalWidth > 0,
+                                                  in_output: !!i.closest('div.cell_output')}));
+  // links: the attribute and the URL the browser resolved it to
+  const links = [...document.querySelectorAll('a[href]')].map(a => ({href: a.getAttribute('href'), url: a.href}));
+  const ids = [...document.querySelectorAll('[id]')].map(e => e.id).concat(
+      [...document.querySelectorAll('a[name]')].map(e => e.getAttribute('name')));
+  return {
+    title: document.title, h1: (document.querySelector('h1') || {}).innerText || '',
+    math: maths.length, typeset: document.querySelectorAll('mjx-container').length,
+    untypeset, merrors, text: texts.join('\n'), wide, wide_tables: wideTables, code_blocks: codeBlocks,
+    page_width: [document.documentElement.scrollWidth, document.documentElement.clientWidth],
+    images, links, ids,
+  };
+}"""
+
+CONTRAST = r"""(minimum) => {
+  const parse = s => {
+    const m = s.match(/rgba?\(([^)]+)\)/);
+    if (!m) return null;
+    const p = m[1].split(/[ ,\/]+/).filter(Boolean).map(Number);
+    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+  };
+  const over = (top, below) => {  // alpha compositing of two colours
+    const a = top[3] + below[3] * (1 - top[3]);
+    if (a === 0) return [0, 0, 0, 0];
+    return [0, 1, 2].map(i => (top[i] * top[3] + below[i] * below[3] * (1 - top[3])) / a).concat([a]);
+  };
+  const background = el => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const style = getComputedStyle(e);
+      if (style.backgroundImage && style.backgroundImage !== 'none') return null;  // a picture: not measurable
+      const c = parse(style.backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    let colour = [255, 255, 255, 1];  // the canvas
+    for (const layer of layers.reverse()) colour = over(layer, colour);
+    return colour;
+  };
+  const luminance = c => {
+    const [r, g, b] = c.slice(0, 3).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const ratio = (a, b) => { const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const scope = document.querySelector('.bd-main') || document.body;
+  const visible = el => el.checkVisibility ? el.checkVisibility({visibilityProperty: true, opacityProperty: true}) : !!el.offsetParent;
+  const bad = [];
+  let measured = 0, lowest = Infinity;
+  for (const el of scope.querySelectorAll('*')) {
+    if (el.closest('svg, mjx-container, .visually-hidden, .sr-only, [aria-hidden="true"]')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !visible(el)) continue;
+    const rect = el.getBoundingClientRect();
+    if (rect.width < 1 || rect.height < 1) continue;
+    const bg = background(el), fg = parse(getComputedStyle(el).color);
+    if (!bg || !fg) continue;
+    const r = ratio(over(fg, bg), bg);
+    measured += 1;
+    lowest = Math.min(lowest, r);
+    if (r < minimum) bad.push({tag: el.tagName.toLowerCase(), cls: el.className.toString().slice(0, 60),
+                               text: el.textContent.trim().slice(0, 60), ratio: Math.round(r * 100) / 100,
+                               color: getComputedStyle(el).color, background: 'rgb(' + bg.slice(0, 3).map(Math.round) + ')'});
+  }
+  return {measured, lowest: Math.round(lowest * 100) / 100, bad: bad.slice(0, 15), n_bad: bad.length,
+          theme: document.documentElement.dataset.theme || ''};
+}"""
+
+
+def _redirect_target(file: Path) -> str | None:
+    match = re.search(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', file.read_text(errors="replace"))
+    return match.group(1) if match else None
+
+
+def _open(context, site: Path, page: str):
+    """Open ``page`` in a fresh tab; returns the tab and what it asked for outside the site or could not find."""
+    tab = context.new_page()
+    trouble = {"external": [], "missing": [], "errors": []}
+    tab.on("pageerror", lambda error: trouble["errors"].append(str(error)[:300]))
+
+    def failed(request):
+        if request.url.startswith("file:") and "net::ERR_ABORTED" not in (request.failure or ""):
+            trouble["missing"].append(f"{request.url} ({request.failure})")
+
+    tab.on("requestfailed", failed)
+    tab.goto((site / f"{page}.html").as_uri(), wait_until="load", timeout=60_000)
+    tab.evaluate(WAIT_FOR_PAGE)
+    return tab, trouble
+
+
+def _render(browser, site: Path, page: str, shots: Path) -> dict:
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+    external: list[str] = []
+
+    def route(route_):
+        url = route_.request.url
+        if url.startswith(("file:", "data:", "blob:")):
+            route_.continue_()
+        else:
+            external.append(url)
+            route_.abort()
+
+    context.route("**/*", route)
+    try:
+        tab, trouble = _open(context, site, page)
+        result = tab.evaluate(MEASURE)
+        result["dom"] = tab.content()
+        result["light"] = tab.evaluate(CONTRAST, MIN_CONTRAST)
+        name = page.replace("/", "__")
+        result["screenshot"] = shots / f"{name}.png"
+        tab.screenshot(path=str(result["screenshot"]), full_page=True)
+        # dark mode: the theme's own switch, as a reader would use it
+        switch = tab.locator("button.theme-switch-button").first
+        result["dark"] = None
+        if switch.count():
+            for _ in range(3):
+                if tab.evaluate("document.documentElement.dataset.theme") == "dark":
+                    break
+                switch.click()
+                tab.wait_for_timeout(150)
+            result["dark"] = tab.evaluate(CONTRAST, MIN_CONTRAST)
+            tab.screenshot(path=str(shots / "dark" / f"{name}.jpg"), full_page=True, type="jpeg", quality=70)
+        result.update(trouble)
+        result["external"] = external
+        result["error"] = None
+    except Exception as error:  # one broken page must not hide the others
+        result = {"error": f"{page}: {type(error).__name__}: {error}"}
+    finally:
+        context.close()
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -114,35 +333,113 @@ def site() -> Path:
 
 
 @pytest.fixture(scope="session")
-def rendered(site) -> dict:
-    """``{page: {"dom", "error", "screenshot"}}`` for every page of the table of contents, rendered in parallel."""
+def browser(site):
+    chromium = _chromium_or_skip()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        message = "Playwright for Python is needed: `pip install -r requirements.txt` (no browser download needed)"
+        if os.environ.get(HTML_ENV):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def rendered(site, browser) -> dict:
+    """``{page: measurements}`` for every page of the site, each opened offline in a fresh browser context."""
     from bs4 import BeautifulSoup
 
-    chromium = _chromium_or_skip()
     shots = site.parent / "screenshots"
-    names = [Path(p).name for p in PAGES]
-    assert len(set(names)) == len(names), f"two pages share a file name, screenshots would collide: {names}"
-    present = [p for p in PAGES if (site / f"{p}.html").exists()]
-    workers = max(1, min(4, os.cpu_count() or 1))
+    shutil.rmtree(shots, ignore_errors=True)
+    (shots / "dark").mkdir(parents=True)
     start = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(lambda p: _render(chromium, site / f"{p}.html", shots / f"{Path(p).name}.png"), present)
-        out = {p: r for p, r in zip(present, results)}
-    for page, result in out.items():
-        result["screenshot"] = shots / f"{Path(page).name}.png"
-        result["soup"] = BeautifulSoup(result["dom"], "html.parser")
-    print(f"\nrendered {len(out)} pages with {workers} Chromium processes at a time in "
-          f"{time.perf_counter() - start:.1f} s; screenshots in {shots}")
+    out = {}
+    for page in PAGES:
+        file = site / f"{page}.html"
+        if not file.exists():
+            continue
+        if _redirect_target(file):
+            out[page] = {"redirect": _redirect_target(file), "error": None}
+            continue
+        out[page] = _render(browser, site, page, shots)
+        if not out[page]["error"]:
+            out[page]["soup"] = BeautifulSoup(out[page]["dom"], "html.parser")
+    print(f"\nrendered {len(out)} pages in {time.perf_counter() - start:.1f} s; screenshots in {shots}")
     return out
 
 
 def _page(rendered, page):
     if page not in rendered:
-        pytest.fail(f"{page}.html is missing from the built book although _toc.yml lists it")
+        pytest.fail(f"{page}.html is missing from the built book")
     result = rendered[page]
     if result["error"]:
         pytest.fail(result["error"])
-    return result["soup"]
+    if "redirect" in result:
+        pytest.skip(f"{page}.html only redirects to {result['redirect']}")
+    return result
+
+
+# --- links ----------------------------------------------------------------------------------------------------------
+
+_IDS: dict[Path, set[str]] = {}
+
+
+def _ids_in(file: Path) -> set[str]:
+    if file not in _IDS:
+        text = file.read_text(errors="replace")
+        _IDS[file] = set(re.findall(r'\b(?:id|name)="([^"]+)"', text))
+    return _IDS[file]
+
+
+def _check_link(site: Path, page: str, href: str, url: str, ids_here: set[str]) -> str | None:
+    """``None`` when an internal link resolves, else what is wrong; external links are not followed."""
+    if not url.startswith("file:"):
+        return None
+    parsed = urllib.parse.urlparse(url)
+    target = Path(urllib.parse.unquote(parsed.path))
+    here = (site / f"{page}.html").resolve()
+    if not target.exists():
+        return f"{href!r}: {target} does not exist"
+    if site.resolve() not in target.resolve().parents:
+        return f"{href!r}: {target} is outside the site"
+    fragment = urllib.parse.unquote(parsed.fragment)
+    if fragment:
+        if target.is_dir():
+            target = target / "index.html"
+        ids = ids_here if target.resolve() == here else _ids_in(target)
+        if target.suffix == ".html" and fragment not in ids:
+            return f"{href!r}: no element with id {fragment!r} in {target.name}"
+    return None
+
+
+# --- the checks -----------------------------------------------------------------------------------------------------
+
+def test_redirects_resolve(rendered, site):
+    redirects = {p: r["redirect"] for p, r in rendered.items() if "redirect" in r}
+    for page, target in redirects.items():
+        assert (site / page).parent.joinpath(target).is_file(), f"{page}.html redirects to {target}, which is missing"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_nothing_fetched_from_outside_the_site(rendered, page):
+    result = _page(rendered, page)
+    assert not result["external"], (f"{page}.html needs the network (blocked here): "
+                                     + ", ".join(sorted(set(result["external"]))[:10]))
+    assert not result["missing"], f"{page}.html asks for files the site lacks: {result['missing'][:10]}"
+    errors = [e for e in result["errors"] if not KNOWN_SCRIPT_ERRORS.search(e)]
+    assert not errors, f"scripts of {page}.html raised: {errors[:5]}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_has_a_title(rendered, page):
+    result = _page(rendered, page)
+    assert result["title"] and "<no title>" not in result["title"], f"{page}.html has no <title>"
+    if page in TOC_PAGES:  # Sphinx's own pages (search, an empty general index) have none
+        assert result["h1"].strip(), f"{page}.html has no <h1> heading"
 
 
 def _doc_of(href: str, page: str) -> str | None:
@@ -154,6 +451,42 @@ def _doc_of(href: str, page: str) -> str | None:
         return page
     resolved = os.path.normpath(os.path.join(os.path.dirname(page), path))
     return re.sub(r"(/index)?\.html$", "", resolved)
+
+
+@pytest.mark.parametrize("page", TOC_PAGES)
+def test_sidebar_lists_every_page_of_the_toc(rendered, page):
+    soup = _page(rendered, page)["soup"]
+    nav = soup.select_one("nav.bd-docs-nav") or soup.select_one("#bd-docs-nav")
+    assert nav is not None, f"{page}.html has no sidebar navigation (nav.bd-docs-nav)"
+    linked = {_doc_of(a["href"], page) for a in nav.find_all("a", href=True)}
+    brand = soup.select_one("a.navbar-brand")  # the theme may show the root page as the book's title only
+    if brand is not None and brand.get("href"):
+        linked.add(_doc_of(brand["href"], page))
+    missing = [p for p in TOC_PAGES if p not in linked]
+    assert not missing, f"the sidebar of {page}.html does not list {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_math_is_typeset(rendered, page):
+    result = _page(rendered, page)
+    assert not result["untypeset"], (f"{page}.html: {len(result['untypeset'])} of {result['math']} math elements "
+                                     f"were not typeset (MathJax missing or failed?): {result['untypeset'][:5]}")
+    assert not result["merrors"], f"{page}.html: MathJax could not parse: {result['merrors'][:5]}"
+    raw = sorted({m.group(0)[:80] for m in RAW_TEX.finditer(result["text"])})
+    assert not raw, f"{page}.html shows raw TeX in its text: {raw[:10]}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_code_fits_its_column(rendered, page):
+    result = _page(rendered, page)
+    problems = [f"{w['kind']} block {w['scroll']} px wide in a {w['client']} px column (longest line "
+                f"{w['longest']} characters): {w['first_line']!r}" for w in result["wide"]]
+    problems += [f"{'output ' if t['in_output'] else ''}table {t['width']} px wide in a {t['room']} px column: "
+                 f"{t['first_line']!r}" for t in result["wide_tables"]]
+    width, room = result["page_width"]
+    if width > room + 1:
+        problems.append(f"the page scrolls sideways ({width} px in a {room} px window)")
+    assert not problems, f"{page}.html, at a {VIEWPORT['width']} px wide window:\n" + "\n".join(problems)
 
 
 def _expected_figures(site: Path, page: str) -> int | None:
@@ -173,48 +506,29 @@ def _expected_figures(site: Path, page: str) -> int | None:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_has_a_title(rendered, page):
-    soup = _page(rendered, page)
-    title = soup.title.get_text(strip=True) if soup.title else ""
-    assert title and "<no title>" not in title, f"{page}.html has no <title>"
-    heading = soup.find("h1")
-    assert heading is not None and heading.get_text(strip=True), f"{page}.html has no <h1> heading"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_sidebar_lists_every_page_of_the_toc(rendered, page):
-    soup = _page(rendered, page)
-    nav = soup.select_one("nav.bd-docs-nav") or soup.select_one("#bd-docs-nav")
-    assert nav is not None, f"{page}.html has no sidebar navigation (nav.bd-docs-nav)"
-    linked = {_doc_of(a["href"], page) for a in nav.find_all("a", href=True)}
-    brand = soup.select_one("a.navbar-brand")  # the theme may show the root page as the book's title only
-    if brand is not None and brand.get("href"):
-        linked.add(_doc_of(brand["href"], page))
-    missing = [p for p in PAGES if p not in linked]
-    assert not missing, f"the sidebar of {page}.html does not list {missing}"
-
-
-@pytest.mark.parametrize("page", PAGES)
-def test_figures_render_as_images(rendered, site, page):
-    soup = _page(rendered, page)
-    for img in soup.find_all("img"):
-        src = img.get("src", "")
-        assert src, f"{page}.html has an <img> without src: {img}"
-        if src.startswith("data:"):
-            assert len(src) > 100, f"{page}.html has an inline image with almost no data: {src[:80]}"
-        elif not re.match(r"^[a-z]+://", src):
-            target = (site / page).parent / src.split("#")[0].split("?")[0]
-            assert target.is_file() and target.stat().st_size > 0, f"{page}.html shows {src}, which is not in the site"
+def test_images_load(rendered, site, page):
+    result = _page(rendered, page)
+    broken = [i["src"][:100] for i in result["images"] if not i["loaded"]]
+    assert not broken, f"{page}.html: images that did not load: {broken}"
     expected = _expected_figures(site, page)
     if expected is not None:
-        shown = [img for out in soup.select("div.cell_output") for img in out.find_all("img")]
-        assert len(shown) == expected, (f"{page}: the notebook has {expected} figure outputs but the page shows "
-                                        f"{len(shown)} images in its cell outputs")
+        shown = sum(i["in_output"] for i in result["images"])
+        assert shown == expected, (f"{page}: the notebook has {expected} figure outputs but the page shows "
+                                   f"{shown} images in its cell outputs")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_internal_links_resolve(rendered, site, page):
+    result = _page(rendered, page)
+    ids_here = set(result["ids"])
+    broken = sorted({problem for link in result["links"]
+                     if (problem := _check_link(site, page, link["href"], link["url"], ids_here))})
+    assert not broken, f"{page}.html has {len(broken)} broken links:\n" + "\n".join(broken[:20])
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_no_error_output(rendered, page):
-    soup = _page(rendered, page)
+    soup = _page(rendered, page)["soup"]
     problems = [f"Sphinx/docutils error: {m.get_text(' ', strip=True)[:300]}"
                 for m in soup.select(".system-message, .problematic")]
     for cell in soup.select("div.cell"):
@@ -232,13 +546,77 @@ def test_no_error_output(rendered, page):
     assert not problems, f"{page}.html:\n" + "\n".join(problems)
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("page", PAGES)
+def test_text_is_readable(rendered, page, theme):
+    result = _page(rendered, page)
+    measured = result[theme]
+    assert measured is not None, f"{page}.html has no theme switch (button.theme-switch-button)"
+    assert measured["theme"] == theme, f"{page}.html did not switch to the {theme} theme ({measured['theme']!r})"
+    assert measured["measured"] > 0, f"no text measured on {page}.html"
+    assert not measured["bad"], (f"{page}.html, {theme} theme: {measured['n_bad']} text elements below contrast "
+                                 f"{MIN_CONTRAST}:\n" + "\n".join(map(str, measured["bad"])))
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_screenshot_shows_something(rendered, page):
     from matplotlib.image import imread
 
-    _page(rendered, page)
-    shot = rendered[page]["screenshot"]
+    result = _page(rendered, page)
+    shot = result["screenshot"]
     assert shot.is_file(), f"Chromium wrote no screenshot for {page}"
     pixels = imread(shot)
-    assert pixels.shape[0] >= 500 and pixels.shape[1] >= 800, f"screenshot of {page} is {pixels.shape}"
+    assert pixels.shape[0] >= VIEWPORT["height"] - 1 and pixels.shape[1] >= 800, f"screenshot of {page}: {pixels.shape}"
     assert pixels[..., :3].std() > 0.02, f"the screenshot of {page} is blank ({shot})"
+
+
+def _search_word(rendered, page: str) -> str:
+    """The word of the chapter's title that the fewest other pages' text contains."""
+    words = [w for w in re.findall(r"[A-Za-z]{5,}", rendered[page]["h1"]) if w.lower() not in {"variant", "model"}]
+    assert words, f"no search word in the title of {page}: {rendered[page]['h1']!r}"
+    others = [r["text"].lower() for p, r in rendered.items() if p != page and "text" in r]
+    return min(words, key=lambda w: (sum(w.lower() in text for text in others), words.index(w)))
+
+
+CHAPTERS = [p for p in TOC_PAGES if re.search(r"/\d\d_", p)]
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_search_finds_the_chapter(rendered, browser, site, page):
+    _page(rendered, page)
+    word = _search_word(rendered, page)
+    context = browser.new_context(viewport=VIEWPORT)
+    context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:"))
+                  else r.abort())
+    try:
+        tab = context.new_page()
+        tab.goto((site / "search.html").as_uri() + "?q=" + urllib.parse.quote(word), wait_until="load")
+        tab.wait_for_function("() => /Search finished|did not match/.test("
+                              "(document.querySelector('#search-results') || {}).innerText || '')", timeout=30_000)
+        found = tab.eval_on_selector_all("#search-results ul.search li a",
+                                         "links => links.map(a => a.getAttribute('href'))")
+    finally:
+        context.close()
+    docs = [re.sub(r"\.html$", "", h.split("#")[0].split("?")[0]) for h in found]
+    assert docs, f"searching for {word!r} found nothing"
+    assert page in docs[:3], f"searching for {word!r}: {page} is not among the first 3 results: {docs[:5]}"
+
+
+def test_print_page_counts(rendered, site, capsys):
+    """Per-page counts for the record (also in ``_build/screenshots/counts.txt``)."""
+    lines = [f"{'page':<26} {'math':>5} {'typeset':>7} {'images':>6} {'links':>5} {'internal':>8} {'code':>5} "
+             f"{'wide':>4} {'contrast light/dark':>20}"]
+    for page, result in rendered.items():
+        if result.get("error") or "redirect" in result:
+            lines.append(f"{page:<26} {result.get('error') or 'redirect to ' + result['redirect']}")
+            continue
+        internal = sum(link["url"].startswith("file:") for link in result["links"])
+        dark = result["dark"]["lowest"] if result["dark"] else float("nan")
+        lines.append(f"{page:<26} {result['math']:>5} {result['typeset']:>7} {len(result['images']):>6} "
+                     f"{len(result['links']):>5} {internal:>8} {result['code_blocks']:>5} "
+                     f"{len(result['wide']) + len(result['wide_tables']):>4} "
+                     f"{result['light']['lowest']:>10.2f}/{dark:<9.2f}")
+    table = "\n".join(lines)
+    (site.parent / "screenshots" / "counts.txt").write_text(table + "\n")
+    with capsys.disabled():
+        print("\n" + table)

@@ -56,8 +56,12 @@ def test_to_csr(tiny):
     assert m[tiny.user_index([7])[0], tiny.item_index([900])[0]] == 3
     ones = tiny.to_csr("ones")
     assert ones.sum() == 7 and set(np.unique(ones.data)) == {1.0}
-    dup = Interactions.from_raw([1, 1], [2, 2], [3, 4])
-    assert dup.duplicates() == 1 and dup.to_csr()[0, 0] == 7  # summed, as scipy does
+    with pytest.raises(ValueError, match=r"repeat a \(user, item\) pair, e.g. user 1, item 2 at rows \[0, 1\]"):
+        Interactions.from_raw([1, 1], [2, 2], [3, 4])
+    dup = Interactions(np.array([0, 0]), np.array([0, 0]), np.array([3.0, 4.0]), np.array([1]), np.array([2]))
+    assert dup.duplicates() == 1 and dup.to_csr("ones")[0, 0] == 1  # held once: 1, not 2
+    with pytest.raises(ValueError, match="repeat a"):  # never summed into an out-of-scale rating
+        dup.to_csr()
     with pytest.raises(ValueError, match="'rating' or 'ones'"):
         tiny.to_csr("stars")
     with pytest.raises(ValueError, match="no ratings"):
@@ -196,7 +200,7 @@ def test_load_movielens_100k_from_folder(tmp_path, monkeypatch):
     ("196\t242\t3\t881250949\n186\t302\t3\t1\t9\n", 2, "4 fields"),
     ("196\t242\t3\t881250949\n186\t302\tx\t891717742\n", 2, "a number in column 'rating'"),
     ("196\t242\t3\t881250949\n186\t302\t7\t891717742\n", 2, "a rating between 1 and 5"),
-    ("196\t242\t3\t881250949\n\n186.5\t302\t3\t891717742\n", 3, "whole, non-negative user id"),
+    ("196\t242\t3\t881250949\n\n186.5\t302\t3\t891717742\n", 3, "a whole number in column 'user'"),
 ])
 def test_bad_grouplens(tmp_path, data, line, expected):
     grouplens(tmp_path, data, None)
@@ -306,3 +310,162 @@ def test_fetch_uses_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(movielens.subprocess, "run", lambda *a, **k: pytest.fail("downloaded although cached"))
     assert fetch_movielens_100k(cache_dir=tmp_path) == target
     assert len(load_movielens_100k(cache_dir=tmp_path)) == 2
+
+
+# -- bad input is refused, never passed on silently (issue 11) ---------------------------------------------------------
+def test_empty_interactions_print_and_summarise():
+    empty = Interactions.from_raw([], [], [], name="none")
+    assert repr(empty) == "Interactions(none, empty: 0 ratings, 0 users × 0 items)"
+    assert empty.density == 0.0 and empty.stats()["per user: median"] == 0.0 and len(empty) == 0
+    part = Interactions.from_raw([1, 2], [3, 4]).subset(np.zeros(2, bool))
+    assert "empty: 0 implicit, 2 users × 2 items" in repr(part)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"users": [1, np.nan], "items": [1, 2]}, r"users\[1\] is nan"),
+    ({"users": np.array([1, None], dtype=object), "items": [1, 2]}, r"users\[1\] is None"),
+    ({"users": [1, 2], "items": [1, np.inf]}, r"items\[1\] is inf"),
+    ({"users": [1, 2], "items": [1, 2], "ratings": [4, np.nan]}, r"ratings\[1\] is nan: expected a finite number"),
+    ({"users": [1, 2], "items": [1, 2], "ratings": [4]}, "one entry per interaction"),
+    ({"users": [1, 2], "items": [1, 2], "timestamps": [10, 10.5]}, r"timestamps\[1\] is 10.5: expected a whole"),
+    ({"users": [1, 2], "items": [1, 2], "duplicates": "drop"}, "duplicates must be one of"),
+    ({"users": [1, 2], "items": [5, 6], "item_meta": pd.DataFrame({"title": ["a", "b"]}, index=[5, 5])},
+     "repeats item id 5"),
+])
+def test_from_raw_refuses_bad_columns(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Interactions.from_raw(**kwargs)
+
+
+def test_duplicates_are_resolved_only_when_asked():
+    users, items, ratings, times = [1, 1, 2, 1], [5, 5, 5, 6], [2, 4, 3, 5], [10, 30, 20, 40]
+    with pytest.raises(ValueError, match=r"user 1, item 5 at rows \[0, 1\]"):
+        Interactions.from_raw(users, items, ratings, times)
+    for how, rating, time in [("first", 2, 10), ("last", 4, 30), ("mean", 3, 30), ("sum", 6, 30)]:
+        d = Interactions.from_raw(users, items, ratings, times, duplicates=how)
+        assert len(d) == 3 and d.duplicates() == 0
+        assert d.to_frame().values.tolist()[0] == [1, 5, rating, time], how
+        assert d.to_frame().values.tolist()[1:] == [[2, 5, 3, 20], [1, 6, 5, 40]]  # order kept
+    with pytest.raises(ValueError, match="needs ratings"):
+        Interactions.from_raw(users, items, duplicates="sum")
+
+
+def test_direct_construction_is_checked():
+    ok = dict(user=np.array([0, 1]), item=np.array([0, 0]), rating=None, user_ids=np.array([5, 9]),
+              item_ids=np.array([3]))
+    Interactions(**ok)
+    with pytest.raises(ValueError, match=r"user\[1\] = 2 is outside 0..1"):
+        Interactions(**{**ok, "user": np.array([0, 2])})
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        Interactions(**{**ok, "user_ids": np.array([9, 5])})
+    with pytest.raises(ValueError, match="integer dense indices"):
+        Interactions(**{**ok, "item": np.array([0.0, 0.0])})
+    with pytest.raises(ValueError, match=r"rating\[0\] is nan"):
+        Interactions(**{**ok, "rating": np.array([np.nan, 1.0])})
+    with pytest.raises(ValueError, match="boolean mask"):
+        Interactions(**ok).subset(np.array([True]))
+
+
+@pytest.mark.parametrize("split,kwargs,match", [
+    (random_split, {"test_frac": 0.0001}, "leaves the test part empty"),
+    (random_split, {"test_frac": 0.9999}, "leaves the train part empty"),
+    (random_split, {"test_frac": float("nan")}, "test_frac must be a number in"),
+    (random_split, {"test_frac": "0.2"}, "test_frac must be a number in"),
+    (stratified_item_split, {"train_frac": 0.01}, "leaves the train part empty"),
+    (leave_k_out, {"k": 1.5}, "k must be an integer >= 1, got 1.5"),
+    (leave_k_out, {"k": 0}, "k must be an integer >= 1"),
+    (leave_k_out, {"k": 1, "min_train": -1}, "min_train must be an integer >= 0"),
+    (leave_k_out, {"k": 100}, "holds nothing out"),
+])
+def test_splits_refuse_arguments_that_give_an_empty_part(random_data, split, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        split(random_data, **kwargs)
+
+
+def test_splits_refuse_too_little_data():
+    with pytest.raises(ValueError, match="cannot split 1 interaction"):
+        random_split(Interactions.from_raw([1], [2]), 0.5)
+    with pytest.raises(TypeError, match="must be mfkit.data.Interactions"):
+        random_split([(1, 2), (3, 4)], 0.5)
+
+
+def test_probe_split_refuses_duplicate_and_empty_probes(random_data):
+    frame = random_data.to_frame()
+    u, i = frame["user"].to_numpy()[:2], frame["item"].to_numpy()[:2]
+    with pytest.raises(ValueError, match=r"holds the pair .* 2 times"):
+        probe_split(random_data, np.r_[u, u[:1]], np.r_[i, i[:1]])
+    with pytest.raises(ValueError, match="probe list is empty"):
+        probe_split(random_data, [], [])
+    with pytest.raises(ValueError, match="one length"):
+        probe_split(random_data, u, i[:1])
+
+
+@pytest.mark.parametrize("data,line,expected", [
+    ("196\t242\t3\t881250949\t1\n186\t302\t3\t891717742\t1\n", 1, "4 fields"),  # 5 fields everywhere: not shifted
+    ("196\t242\t3\t881250949\n196\t242\t4\t881250950\n", 2, "each (user, item) pair once (user 196, item 242 is "
+                                                          "already on line 1)"),
+    ("196\t242\t3\t881250949.5\n", 1, "a whole number in column 'timestamp'"),
+    ("196\t242\tnan\t881250949\n", 1, "a number in column 'rating'"),
+    ("99999999999999999999\t242\t3\t881250949\n", 1, "a whole number in column 'user'"),
+    ("196\t242\t3\t881250949\r186\t302\t3\n", 2, "4 fields"),
+])
+def test_bad_grouplens_more(tmp_path, data, line, expected):
+    grouplens(tmp_path, data, None)
+    with pytest.raises(DataFormatError) as e:
+        read_grouplens_100k(tmp_path)
+    assert f"u.data, line {line}: expected" in str(e.value) and expected in str(e.value)
+
+
+@pytest.mark.parametrize("data", ["\n\n  \n", "\r\n"])
+def test_blank_only_ratings_file(tmp_path, data):
+    grouplens(tmp_path, data, None)
+    with pytest.raises(DataFormatError, match="at least one data line.*got 'only blank lines'"):
+        read_grouplens_100k(tmp_path)
+
+
+def test_directory_or_file_in_the_wrong_place(tmp_path):
+    (tmp_path / "u.data").mkdir()
+    with pytest.raises(IsADirectoryError, match="u.data is a directory"):
+        read_grouplens_100k(tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        read_grouplens_100k(tmp_path / "f")
+
+
+def test_duplicate_item_ids_in_item_files(tmp_path):
+    grouplens(tmp_path, item=U_ITEM + U_ITEM.splitlines(keepends=True)[0])
+    with pytest.raises(DataFormatError, match=r"u.item, line 4: expected each movie id once \(item 242 is already "
+                                              r"on line 1\)"):
+        read_grouplens_100k(tmp_path)
+    (tmp_path / "ml-100k.inter").write_text(INTER)
+    (tmp_path / "ml-100k.item").write_text(ITEM.replace("item_id:token", "item"))
+    with pytest.raises(DataFormatError, match="ml-100k.item, line 1: expected the header"):
+        read_recbole_100k(tmp_path)
+
+
+def test_header_only_and_blank_movielens_csv(tmp_path):
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n")
+    with pytest.raises(DataFormatError, match="ratings.csv: expected at least one data line.*only a header line"):
+        load_movielens_csv(tmp_path)
+    (tmp_path / "ratings.csv").write_text(RATINGS_CSV)
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n")
+    with pytest.raises(DataFormatError, match="movies.csv: expected at least one movie line"):
+        load_movielens_csv(tmp_path)
+    (tmp_path / "inter").mkdir()
+    (tmp_path / "inter" / "ml-100k.inter").write_text(INTER.splitlines(keepends=True)[0])
+    with pytest.raises(DataFormatError, match="only a header line"):
+        read_recbole_100k(tmp_path / "inter")
+
+
+@pytest.mark.parametrize("movies,line,expected", [
+    (MOVIES_CSV + "3,Other (2001),Drama\n", 4, "each movieId once (movieId 3 is already on line 3)"),
+    (MOVIES_CSV + "4.5,Other (2001),Drama\n", 4, "a whole number in column movieId"),
+    (MOVIES_CSV + "4,Other (2001)\n", 4, "3 comma-separated fields"),
+    ('movieId,title,genres\n1,"Multi\nline (1995)",Drama\n1,Again (1996),Drama\n', 4, "each movieId once"),
+])
+def test_bad_movies_csv(tmp_path, movies, line, expected):
+    (tmp_path / "ratings.csv").write_text(RATINGS_CSV)
+    (tmp_path / "movies.csv").write_text(movies)
+    with pytest.raises(DataFormatError) as e:
+        load_movielens_csv(tmp_path)
+    assert f"movies.csv, line {line}: expected" in str(e.value) and expected in str(e.value)

@@ -170,7 +170,8 @@ def test_recommend_and_similar_items(device):
     model = WeightedMF(n_factors=4, unobserved_weight=0.1, reg=0.5, n_epochs=8, device=device).fit(train)
     user_id = 100  # raw id; dense user 0 is in group 0, which likes the even items (raw ids 1000, 1002...)
     rec = model.recommend(user_id, k=5)
-    assert list(rec.columns) == ["item_id", "title", "score"] and len(rec) == 5
+    assert list(rec.columns) == ["user_id", "item_id", "title", "score", "rank"] and len(rec) == 5
+    assert (rec["user_id"] == user_id).all() and rec["rank"].tolist() == [1, 2, 3, 4, 5]
     seen = set(train.item_ids[train.item[train.user == 0]])
     assert not seen & set(rec["item_id"])
     assert (np.diff(rec["score"].to_numpy()) <= 0).all()
@@ -179,7 +180,7 @@ def test_recommend_and_similar_items(device):
     with_seen = model.recommend(user_id, k=5, exclude_seen=False)
     assert set(with_seen["item_id"]) & seen
     sim = model.similar_items(1000, k=5)
-    assert list(sim.columns) == ["item_id", "title", "similarity"]
+    assert list(sim.columns) == ["item_id", "title", "similarity", "rank"]
     assert 1000 not in set(sim["item_id"]) and all((sim["item_id"] - 1000) % 2 == 0)
     assert sim["similarity"].between(-1 - 1e-6, 1 + 1e-6).all()
     with pytest.raises(KeyError):
@@ -222,8 +223,8 @@ def test_divergence_is_reported():
     train, _ = block_data()
     with pytest.raises(DivergenceError, match="learning rate"):
         WeightedMF(solver="gram", optimizer="sgd", lr=1e12, n_epochs=20, device="cpu").fit(train)
-    with pytest.raises(DivergenceError, match="reg"):
-        WeightedMF(solver="als", init_scale=float("nan"), n_epochs=2, device="cpu").fit(train)
+    with pytest.raises(ValueError, match="init_scale"):  # caught in the constructor, before any sweep
+        WeightedMF(solver="als", init_scale=float("nan"), n_epochs=2, device="cpu")
 
 
 def test_popularity_scores_are_counts():

@@ -140,3 +140,72 @@ def test_bad_input_raises():
 def test_rmse_mae_unchanged():
     assert rmse([1.0, 3.0], [2.0, 3.0]) == pytest.approx(math.sqrt(0.5))
     assert mae([1.0, 3.0], [2.0, 5.0]) == pytest.approx(1.5)
+
+
+# -- bad input is refused, never scored silently (issue 11) ------------------------------------------------------------
+def test_nan_scores_are_refused_by_default_or_ranked_last(device):
+    scores = torch.tensor(SCORES, dtype=torch.float32)
+    scores[0, 1] = float("nan")  # user 0's best test item
+    model = FixedScores(scores)
+    with pytest.raises(ValueError, match=r"non-finite score.*user 0, item 1.*nonfinite='last'"):
+        ranking_metrics(model, TRAIN, TEST, k=3, device=device)
+    with pytest.raises(ValueError, match="non-finite"):
+        top_k_items(model, TRAIN, [0], k=2, device=device)
+    # "last": item 1 drops behind every finite score, so user 0 ranks [3, 4, 2, 1] at k = 4: hits 1 0 0 1
+    got = ranking_metrics(model, TRAIN, TEST, k=4, device=device, per_user=True, nonfinite="last")
+    assert got["per_user"].loc[0, "precision"] == pytest.approx(2 / 4)
+    items, _ = top_k_items(model, TRAIN, [0], k=2, device=device, nonfinite="last")
+    assert items.cpu().tolist() == [[3, 4]]
+    with pytest.raises(ValueError, match="nonfinite must be"):
+        ranking_metrics(model, TRAIN, TEST, nonfinite="ignore", device=device)
+
+
+def test_test_set_from_another_data_set_is_refused():
+    other = Interactions(TEST.user, TEST.item, None, np.arange(2) + 100, np.arange(5))  # same sizes, other users
+    with pytest.raises(ValueError, match=r"different user_ids \(position 0: 0 vs 100\)"):
+        ranking_metrics(FixedScores(SCORES), TRAIN, other, k=3, device="cpu")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"k": 2.5}, "k must be an integer"), ({"k": True}, "k must be an integer"), ({"batch_size": 0}, "batch_size"),
+])
+def test_ranking_arguments_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ranking_metrics(FixedScores(SCORES), TRAIN, TEST, device="cpu", **kwargs)
+
+
+def test_top_k_items_checks_users():
+    with pytest.raises(ValueError, match="user index 7 is outside 0..1"):
+        top_k_items(FixedScores(SCORES), TRAIN, [7], k=2, device="cpu")
+
+
+def test_hits_must_be_zero_one_and_consistent():
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        precision_at_k(torch.tensor([[2.0, 0.0]]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="more hits than relevant"):
+        ndcg_at_k(torch.tensor([[1, 1]]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="whole counts"):
+        recall_at_k(torch.tensor([[1, 0]]), torch.tensor([1.5]))
+
+
+@pytest.mark.parametrize("fn", [rmse, mae])
+def test_rmse_mae_refuse_non_finite(fn):
+    with pytest.raises(ValueError, match=r"pred holds 1 non-finite value\(s\).*pred\[1\] = nan"):
+        fn([1.0, float("nan")], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"target\[0\] = inf"):
+        fn([1.0, 2.0], [float("inf"), 2.0], clip=(1, 5))
+    with pytest.raises(ValueError, match="clip must be"):
+        fn([1.0], [1.0], clip=(5, 1))
+
+
+def test_non_finite_predictions_while_training_are_a_divergence():
+    from mfkit.metrics import NonFiniteError
+    from mfkit.training import DivergenceError, epoch_loop
+
+    bad = torch.tensor(SCORES, dtype=torch.float32)
+    bad[1, 0] = float("inf")
+    with pytest.raises(NonFiniteError):  # a ValueError too
+        ranking_metrics(FixedScores(bad), TRAIN, TEST, k=3, device="cpu")
+    with pytest.raises(DivergenceError, match="predictions became non-finite at epoch 1"):
+        epoch_loop(lambda epoch: 1.0, 2, show_progress=False,
+                   evaluate=lambda: ranking_metrics(FixedScores(bad), TRAIN, TEST, k=3, device="cpu")["ndcg"])

@@ -1,5 +1,6 @@
 """Netflix Prize readers, the generator and the cache (mfkit.data.netflix, mfkit.data.synthetic)."""
 import datetime as dt
+import logging
 import os
 
 import numpy as np
@@ -96,6 +97,14 @@ BAD_COMBINED = [
     (":\n6,3,2005-09-06\n", 1, "movie header"),
     ("1:\n6,3,2005-09-06\n\n7,3,2005-09-06\n", 3, "blank line"),
     ("1:\n6,3,2005-09-06\n7,3,2005-09-06\r\r\n", 3, "calendar date"),
+    ("1:\n", 1, "at least one 'CustomerID,Rating,YYYY-MM-DD' line after the movie header"),  # header only
+    ("1:\n2:\n6,3,2005-09-06\n", 1, "after the movie header"),
+    ("1:\n6,3,2005-09-06\n2:\n\n", 3, "after the movie header"),
+    ("1:\n6,3,2005-09-06\n2:\n7,3,2005-09-06\n1:\n8,3,2005-09-06\n", 5, "each MovieID to head one block (MovieID "
+                                                                      "1 already heads the block at"),
+    ("1:\n6,3,2005-09-06\n7,3,2005-09-06\n6,4,2005-09-07\n", 4, "each CustomerID once per movie (CustomerID 6 "
+                                                             "already has a"),
+    ("1:\n6,3,2005-09-06\n2:\n7,1,2005-09-06\n8,3,2005-09-06\n7,3,2005-09-06\n", 6, "at line 4)"),
 ]
 
 
@@ -309,17 +318,19 @@ def test_load_netflix_and_cache(sample, tmp_path, monkeypatch):
     monkeypatch.undo()
 
 
-def test_cache_rebuilt_when_a_source_changes(tmp_path):
+def test_cache_rebuilt_when_a_source_changes(tmp_path, caplog):
     folder = tmp_path / "nf"
     folder.mkdir()
     path = write(folder, SMALL)
     first = load_netflix(folder, cache_dir=tmp_path / "cache", show_progress=False)
     assert len(first) == 3
-    path.write_text(SMALL + "2:\n5,4,2001-05-05\n")
+    path.write_text(SMALL + "3:\n5,4,2001-05-05\n")
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    second = load_netflix(folder, cache_dir=tmp_path / "cache", show_progress=False)
+    with caplog.at_level(logging.WARNING, logger="mfkit.data"):
+        second = load_netflix(folder, cache_dir=tmp_path / "cache", show_progress=False)
     assert len(second) == 4 and second.rating[-1] == 4
-    assert len(list((tmp_path / "cache" / "netflix").glob("*.npz"))) == 2
+    assert "changed since they were cached" in caplog.text  # says that it rebuilds
+    assert len(list((tmp_path / "cache" / "netflix").glob("*.npz"))) == 1  # the stale cache is replaced
 
 
 def test_no_cache_writes_nothing(tmp_path):
@@ -368,3 +379,76 @@ def test_dense_index_matches_unique():
         np.testing.assert_array_equal(ids, want_ids)
         np.testing.assert_array_equal(idx, want_idx)
         assert idx.dtype == np.int32 and ids.dtype == raw.dtype
+
+
+# -- bad input is refused, never passed on silently (issue 11) ---------------------------------------------------------
+def test_directory_passed_as_a_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory, expected a file"):
+        parse_combined_data(tmp_path, show_progress=False)
+    with pytest.raises(IsADirectoryError):
+        read_probe(tmp_path)
+    with pytest.raises(IsADirectoryError):
+        read_movie_titles(tmp_path)
+
+
+def test_same_file_twice_is_refused(tmp_path):
+    path = write(tmp_path, SMALL)
+    with pytest.raises(ValueError, match="given twice"):
+        parse_combined_data([path, tmp_path / "." / path.name], show_progress=False)
+
+
+def test_duplicate_customer_in_probe_block(tmp_path):
+    path = write(tmp_path, "1:\n6\n7\n6\n", "probe.txt")
+    with pytest.raises(DataFormatError, match=r"probe.txt, line 4: expected each CustomerID once per movie"):
+        read_probe(path)
+
+
+def test_only_the_real_file_names_are_read(tmp_path, caplog):
+    folder = tmp_path / "nf"
+    folder.mkdir()
+    write(folder, SMALL)
+    write(folder, SMALL, "combined_data_1 (1).txt")  # a browser's second download
+    write(folder, SMALL, "combined_data_1.txt.bak")
+    with caplog.at_level(logging.WARNING, logger="mfkit.data"):
+        data = load_netflix(folder, cache=False, show_progress=False)
+    assert len(data) == 3  # not doubled
+    assert "ignoring combined_data_1 (1).txt, combined_data_1.txt.bak" in caplog.text
+    write(folder, SMALL.replace("1:", "7:").replace("2:", "8:"), "combined_data_3.txt")
+    with pytest.raises(DataNotFoundError, match="but not combined_data_2.txt"):
+        load_netflix(folder, cache=False, show_progress=False)
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        load_netflix(folder / "combined_data_1.txt")
+
+
+def test_two_folders_never_share_a_cache(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, text in ((a, SMALL), (b, SMALL.replace(",3,", ",4,"))):  # same names, sizes and times
+        folder.mkdir()
+        write(folder, text)
+        os.utime(folder / "combined_data_1.txt", ns=(10**18, 10**18))
+    assert netflix_module.netflix_cache_path(a, tmp_path) != netflix_module.netflix_cache_path(b, tmp_path)
+    first = load_netflix(a, cache_dir=tmp_path / "cache", show_progress=False)
+    second = load_netflix(b, cache_dir=tmp_path / "cache", show_progress=False)
+    assert first.rating[0] == 3 and second.rating[0] == 4
+    # same folder, same size and time, different content: the fingerprint hashes the bytes too
+    write(a, SMALL.replace(",3,", ",5,"))
+    os.utime(a / "combined_data_1.txt", ns=(10**18, 10**18))
+    assert load_netflix(a, cache_dir=tmp_path / "cache", show_progress=False).rating[0] == 5
+
+
+def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "nf"
+    folder.mkdir()
+    write(folder, SMALL)
+    load_netflix(folder, cache_dir=tmp_path, show_progress=False)
+    cache = netflix_module.netflix_cache_path(folder, tmp_path)
+    cache.write_bytes(cache.read_bytes()[:-200])  # truncated
+    with caplog.at_level(logging.WARNING, logger="mfkit.data"):
+        data = load_netflix(folder, cache_dir=tmp_path, show_progress=False)
+    assert len(data) == 3 and "cannot be read" in caplog.text
+
+
+def test_titles_with_byte_0x85_stay_on_their_line(tmp_path):
+    path = write(tmp_path, b"1,2001,Wait\x85 what\n2,NULL,Next\n", "movie_titles.csv")
+    titles = read_movie_titles(path)
+    assert titles["title"].tolist() == ["Wait\x85 what", "Next"]

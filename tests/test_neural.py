@@ -253,9 +253,9 @@ def test_recommend_excludes_training_items_and_validates():
     model = NCF("gmf", "implicit", n_factors=4, n_epochs=2, batch_size=256, device="cpu").fit(train)
     raw_user = train.user_ids[5]
     top = model.recommend(raw_user, k=7)
-    assert len(top) == 7 and list(top.columns) == ["item", "title", "score"]
+    assert len(top) == 7 and list(top.columns) == ["user_id", "item_id", "title", "score", "rank"]
     seen = set(train.item_ids[train.item[train.user == 5]])
-    assert not seen & set(top["item"])
+    assert not seen & set(top["item_id"])
     assert np.all(np.diff(top["score"].to_numpy()) <= 0)
     with pytest.raises(ValueError, match="indices"):
         model.score_users([train.n_users])

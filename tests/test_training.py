@@ -2,11 +2,12 @@
 Chapter 4 helpers (row update counts, effective learning rates, the learning-rate sweep)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from mfkit.training import (OPTIMIZERS, DivergenceError, History, effective_learning_rate, lr_sweep, make_optimizer,
-                            minibatches, row_update_counts, train_loop)
+from mfkit.training import (OPTIMIZERS, DivergenceError, History, TuneResult, effective_learning_rate, epoch_loop,
+                            grid_points, lr_sweep, make_optimizer, minibatches, row_update_counts, train_loop, tune)
 
 # A learning rate per optimizer at which 60 full-batch steps on the quadratic below make real progress.
 QUADRATIC_LR = {"sgd": 0.1, "momentum": 0.05, "adagrad": 0.5, "rmsprop": 0.05, "adam": 0.1, "adamw": 0.1}
@@ -148,6 +149,68 @@ def test_divergence_error_when_sgd_blows_up(device):
     x, loss_fn, _ = _quadratic(device)
     with pytest.raises(DivergenceError, match="sgd.*lr 100.*Lower the learning rate"):
         train_loop(loss_fn, [x], optimizer="sgd", lr=100.0, n_epochs=200)
+
+
+def test_adam_with_a_huge_learning_rate_is_caught_although_the_loss_stays_finite(device):
+    # Adam's step is about lr whatever the gradient: x jumps by 1e6 and the loss by 12 orders of magnitude
+    x, loss_fn, _ = _quadratic(device)
+    with pytest.raises(DivergenceError, match="exploded.*adam.*lr 1e\\+06"):
+        train_loop(loss_fn, [x], optimizer="adam", lr=1e6, n_epochs=5)
+    x, loss_fn, _ = _quadratic(device)
+    hist = train_loop(loss_fn, [x], optimizer="adam", lr=1e6, n_epochs=3, explode_factor=None)
+    assert math.isfinite(hist.loss[-1]) and hist.loss[-1] > 1e10  # the check can be switched off
+
+
+def test_epoch_loop_records_restores_and_stops():
+    state = {"w": 0.0}
+    metrics = iter([None, 0.5, 0.7, 0.6, 0.65, 0.6])  # None: nothing to evaluate yet (a burn-in)
+
+    def epoch_fn(epoch):
+        state["w"] += 1.0
+        return None
+
+    hist = epoch_loop(epoch_fn, 10, evaluate=lambda: next(metrics), patience=2, snapshot=lambda: state["w"],
+                      restore=lambda w: state.update(w=w), measure=lambda epoch: 10.0 / (epoch + 1))
+    assert [r["loss"] for r in hist.records] == [10.0, 5.0, 10 / 3, 2.5, 2.0]
+    assert "metric" not in hist.records[0] and hist.best_epoch == 3 and hist.best_metric == 0.7
+    assert hist.stopped_early and state["w"] == 3.0  # the third epoch's state is back
+    assert all(b >= a for a, b in zip(hist.seconds, hist.seconds[1:]))
+    assert epoch_loop(epoch_fn, 0).records == []
+
+
+def test_epoch_loop_divergence_messages():
+    with pytest.raises(DivergenceError, match="became nan at sweep 2 of ALS. raise reg"):
+        epoch_loop(lambda e: [1.0, float("nan")][e], 3, unit="sweep", context=" of ALS", divergence_hint="raise reg")
+    with pytest.raises(DivergenceError, match="exploded from 2 to 3e\\+04.*epoch 3"):
+        epoch_loop(lambda e: [2.0, 3.0, 3e4][e], 3)
+    assert epoch_loop(lambda e: [2.0, 3.0, 3e4][e], 3, explode_factor=1e5).loss[-1] == 3e4
+    with pytest.raises(ValueError, match="eval_every"):
+        epoch_loop(lambda e: 1.0, 2, eval_every=0)
+
+
+def test_tune_any_model_class_or_factory():
+    from mfkit.data import Interactions
+    from mfkit.explicit import BiasBaseline, BiasedMF
+
+    rng = np.random.default_rng(0)
+    u, i = rng.integers(0, 30, 600), rng.integers(0, 20, 600)
+    data = Interactions.from_raw(u, i, ratings=np.clip(np.round(3 + (u % 3) - (i % 2) + rng.normal(0, 0.5, 600)),
+                                                       1, 5), duplicates="first")
+    result = tune(BiasBaseline, data, {"reg_user": [0.0, 5.0, 1e6]}, metric="mae", refit=True)
+    assert isinstance(result, TuneResult) and result.metric == "mae"
+    assert list(result.table.columns) == ["reg_user", "mae", "fit_s"]  # no epochs: no best_epoch column
+    assert result.table["mae"].is_monotonic_increasing and result.best_params == {"reg_user": result.table.iloc[0, 0]}
+    assert result.model.is_fitted and result.model.reg_user == result.best_params["reg_user"]
+    # a factory that fixes n_epochs itself: the refit still gets the selected epoch count (through clone)
+    make = lambda **kw: BiasedMF(n_factors=2, n_epochs=12, method="als", **kw)  # noqa: E731
+    result = tune(make, data, [{"reg": 0.1}, {"reg": 5.0}], patience=2, refit=True)
+    assert result.metric == "rmse" and result.best_params["n_epochs"] == result.table["best_epoch"].iloc[0]
+    assert result.model.n_epochs == result.best_params["n_epochs"] <= 12
+    with pytest.raises(ValueError, match="metric"):
+        tune(BiasBaseline, data, {"reg_user": [1.0]}, metric="auc")
+    with pytest.raises(ValueError, match="empty"):
+        tune(BiasBaseline, data, [])
+    assert grid_points({"a": [1, 2], "b": 3}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
 
 
 def test_train_loop_bad_arguments():

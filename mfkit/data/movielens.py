@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._io import DataFormatError, DataNotFoundError, _line, _line_numbers, data_home, read_table
+from ._io import DataFormatError, DataNotFoundError, _line, check_file, data_home, read_table
 from .interactions import Interactions
 
 __all__ = ["fetch_movielens_100k", "load_movielens_100k", "load_movielens_csv", "read_grouplens_100k",
@@ -43,31 +43,49 @@ def _ratings_interactions(df: pd.DataFrame, items: pd.DataFrame | None, name: st
                                  item_meta=items, name=name)
 
 
-def _check_ratings(df: pd.DataFrame, path: Path, low: float, high: float, header: bool = False) -> None:
-    """Ratings within [low, high] and whole-number user and item ids; the error names the file line."""
-    checks = [(~df["rating"].between(low, high).to_numpy(), f"a rating between {low} and {high}")]
-    for col in ("user", "item"):
-        v = df[col].to_numpy(np.float64)
-        checks.append(((v % 1 != 0) | (v < 0), f"a whole, non-negative {col} id"))
-    for bad, expected in checks:
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            line = _line_numbers(path, "utf-8", header, len(df))[i]
-            raise DataFormatError(path, line, expected, _line(path, line, "latin-1"))
+def _check_ratings(df: pd.DataFrame, path: Path, low: float, high: float) -> None:
+    """Ratings within [low, high] and each (user, item) pair once; the error names the file line."""
+    line_no = df.attrs["line_no"]
+    bad = ~df["rating"].between(low, high).to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataFormatError(path, int(line_no[i]), f"a rating between {low} and {high}",
+                              _line(path, int(line_no[i]), "latin-1"))
+    _check_unique(df, ["user", "item"], path, "each (user, item) pair once")
+
+
+def _check_unique(df: pd.DataFrame, columns: list[str], path: Path, expected: str) -> None:
+    dup = df.duplicated(columns).to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        key = df[columns].iloc[i]
+        first = int(np.argmax((df[columns] == key).all(axis=1).to_numpy()))
+        line_no = df.attrs["line_no"]
+        values = ", ".join(f"{c} {key[c]}" for c in columns)
+        raise DataFormatError(path, int(line_no[i]), f"{expected} ({values} is already on line {int(line_no[first])})",
+                              _line(path, int(line_no[i]), "latin-1"))
+
+
+def _folder(folder) -> Path:
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise NotADirectoryError(f"{folder} is a file: expected the folder that holds the data files")
+    return folder
 
 
 def read_grouplens_100k(folder) -> Interactions:
     """Read GroupLens' ``u.data`` (tab-separated user, item, rating, timestamp) and ``u.item`` ('|', Latin-1)."""
-    folder = Path(folder)
+    folder = _folder(folder)
     names = ["user", "item", "rating", "timestamp"]
-    df = read_table(folder / "u.data", "\t", names, numeric=names)
+    df = read_table(folder / "u.data", "\t", names, numeric=names, integer=["user", "item", "timestamp"])
     _check_ratings(df, folder / "u.data", 1, 5)
     items = None
     if (folder / "u.item").exists():
         columns = ["item", "title", "date", "video", "url"] + [f"g{i}" for i in range(19)]
         raw = read_table(folder / "u.item", "|", columns,
-                         numeric=["item"], encoding="latin-1",
+                         numeric=["item"], integer=["item"], encoding="latin-1",
                          expected="24 '|'-separated fields (movie id|title|release date|video date|URL|19 genre flags)")
+        _check_unique(raw, ["item"], folder / "u.item", "each movie id once")
         # GroupLens titles end with the year, "Toy Story (1995)": split it off so both layouts read alike.
         parts = raw["title"].str.extract(r"^(.*?)\s*\((\d{4})\)\s*$")
         title = parts[0].fillna(raw["title"]).str.strip()
@@ -78,21 +96,28 @@ def read_grouplens_100k(folder) -> Interactions:
 
 def read_recbole_100k(folder) -> Interactions:
     """Read RecBole's atomic files ``ml-100k.inter`` (with a typed header line) and ``ml-100k.item``."""
-    folder = Path(folder)
+    folder = _folder(folder)
     names = ["user", "item", "rating", "timestamp"]
-    inter = folder / "ml-100k.inter"
-    with open(inter, encoding="utf-8") as f:
+    inter = check_file(folder / "ml-100k.inter")
+    with open(inter, encoding="utf-8", errors="replace") as f:
         head = f.readline().rstrip("\r\n")
     if head.split("\t") != ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]:
         raise DataFormatError(inter, 1,
                               "the header 'user_id:token<TAB>item_id:token<TAB>rating:float<TAB>timestamp:float'",
                               head)
-    df = read_table(inter, "\t", names, numeric=names, header=True)
-    _check_ratings(df, inter, 1, 5, header=True)
+    df = read_table(inter, "\t", names, numeric=names, header=True, integer=["user", "item", "timestamp"])
+    _check_ratings(df, inter, 1, 5)
     items = None
     if (folder / "ml-100k.item").exists():
-        raw = read_table(folder / "ml-100k.item", "\t", ["item", "title", "year", "genres"], numeric=["item"],
+        item_path = folder / "ml-100k.item"
+        with open(item_path, encoding="utf-8", errors="replace") as f:
+            head = f.readline().rstrip("\r\n")
+        item_header = ["item_id:token", "movie_title:token_seq", "release_year:token", "class:token_seq"]
+        if head.split("\t") != item_header:
+            raise DataFormatError(item_path, 1, "the header '" + "<TAB>".join(item_header) + "'", head)
+        raw = read_table(item_path, "\t", ["item", "title", "year", "genres"], numeric=["item"], integer=["item"],
                          header=True)
+        _check_unique(raw, ["item"], item_path, "each item id once")
         items = pd.DataFrame({"title": raw["title"].to_numpy(),
                               "year": pd.to_numeric(raw["year"], errors="coerce").to_numpy()},  # 'unkonwn' → NaN
                              index=pd.Index(raw["item"].astype(np.int64).to_numpy(), name="item"))
@@ -105,8 +130,10 @@ def load_movielens_csv(folder) -> Interactions:
     ``movies.csv`` quotes titles that contain commas (``"American President, The (1995)"``); the csv reader
     handles them. Used by: Chapter 1 (the readers), for readers who bring a larger MovieLens.
     """
-    folder = Path(folder)
+    folder = _folder(folder)
     path = folder / "ratings.csv"
+    if path.is_dir():
+        check_file(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path} does not exist: expected the ratings.csv of a MovieLens 'latest' download "
                                 "(https://grouplens.org/datasets/movielens/)")
@@ -116,27 +143,65 @@ def load_movielens_csv(folder) -> Interactions:
     if head.split(",") != expected:
         raise DataFormatError(path, 1, f"the header {','.join(expected)}", head)
     names = ["user", "item", "rating", "timestamp"]
-    df = read_table(path, ",", names, numeric=names, header=True,
+    df = read_table(path, ",", names, numeric=names, header=True, integer=["user", "item", "timestamp"],
                     expected="4 comma-separated fields (userId,movieId,rating,timestamp)")
-    _check_ratings(df, path, 0.5, 5, header=True)
+    _check_ratings(df, path, 0.5, 5)
     items = None
     if (folder / "movies.csv").exists():
-        movies_path = folder / "movies.csv"
-        try:  # quoted titles with commas: the csv reader handles them
-            movies = pd.read_csv(movies_path, dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as e:
-            raise DataFormatError(movies_path, None, "3 comma-separated fields (movieId,title,genres)", str(e)) from e
-        if list(movies.columns) != ["movieId", "title", "genres"]:
-            raise DataFormatError(movies_path, 1, "the header movieId,title,genres", ",".join(movies.columns))
-        ids = pd.to_numeric(movies["movieId"], errors="coerce")
-        if ids.isna().any():
-            i = int(np.flatnonzero(ids.isna().to_numpy())[0])
-            raise DataFormatError(movies_path, i + 2, "a number in column movieId", ",".join(movies.iloc[i]))
+        movies_path = check_file(folder / "movies.csv")
+        movies = _read_movies_csv(movies_path)
+        ids = movies["movieId"]
         parts = movies["title"].str.extract(r"^(.*?)\s*\((\d{4})\)\s*$")
         items = pd.DataFrame({"title": parts[0].fillna(movies["title"]).to_numpy(),
                               "year": pd.to_numeric(parts[1]).to_numpy()},
                              index=pd.Index(ids.to_numpy(np.int64), name="item"))
     return _ratings_interactions(df, items, folder.name)
+
+
+def _read_movies_csv(path: Path) -> pd.DataFrame:
+    """``movies.csv``: a header ``movieId,title,genres`` and rows of 3 fields; titles with commas are quoted.
+
+    Read with Python's csv module (a few thousand to tens of thousands of lines), which tells the line of every row,
+    quoted line breaks included.
+    """
+    import csv
+
+    expected = "3 comma-separated fields (movieId,title,genres; a title with commas in double quotes)"
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        rows, lines = [], []
+        try:
+            head = next(reader, None)
+            if head is None:
+                raise DataFormatError(path, None, "the header movieId,title,genres", "an empty file")
+            if head != ["movieId", "title", "genres"]:
+                raise DataFormatError(path, 1, "the header movieId,title,genres", ",".join(head))
+            start = reader.line_num + 1
+            for row in reader:
+                if row and any(field.strip() for field in row):
+                    if len(row) != 3:
+                        raise DataFormatError(path, start, expected, _line(path, start, "utf-8"))
+                    rows.append(row)
+                    lines.append(start)
+                elif row:
+                    raise DataFormatError(path, start, expected, _line(path, start, "utf-8"))
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise DataFormatError(path, reader.line_num, expected, str(e)) from e
+        except UnicodeDecodeError as e:
+            raise DataFormatError(path, None, "text in utf-8", str(e)) from e
+    if not rows:
+        raise DataFormatError(path, None, f"at least one movie line ({expected})", "only a header line")
+    movies = pd.DataFrame(rows, columns=["movieId", "title", "genres"])
+    movies.attrs["line_no"] = np.asarray(lines, dtype=np.int64)
+    text = movies["movieId"].str.strip(" ")
+    bad = ~text.str.fullmatch(r"[0-9]{1,18}").to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataFormatError(path, lines[i], "a whole number in column movieId", _line(path, lines[i], "utf-8"))
+    movies["movieId"] = text.astype(np.int64)
+    _check_unique(movies, ["movieId"], path, "each movieId once")
+    return movies
 
 
 def fetch_movielens_100k(cache_dir=None, quiet: bool = True) -> Path:
@@ -195,7 +260,7 @@ def load_movielens_100k(path=None, cache_dir=None) -> Interactions:
         path = os.environ.get("MFKIT_ML100K_DIR")
     if path is None:
         path = fetch_movielens_100k(cache_dir)
-    path = Path(path)
+    path = _folder(path)
     if (path / "u.data").exists():
         return read_grouplens_100k(path)
     if (path / "ml-100k.inter").exists():

@@ -25,21 +25,25 @@ Used by: Chapter 1 (parsing, the Netflix sample), Chapter 6 (the probe hold-out,
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..utils import progress
-from ._io import DataFormatError, DataNotFoundError, data_home
+from ._io import DataFormatError, DataNotFoundError, _line, data_home
+from ._netflix_ratings import NetflixRatings
 from .interactions import Interactions, dense_index
+from .synthetic import netflix_sample_dir
 
 __all__ = ["NetflixRatings", "parse_combined_data", "read_probe", "read_qualifying", "read_movie_titles",
            "load_netflix", "netflix_cache_path", "NETFLIX_HOW_TO_GET"]
+
+logger = logging.getLogger("mfkit.data")
 
 CHUNK_BYTES = 1 << 20  # small enough that the per-line temporaries stay in the CPU cache (measured fastest)
 _PAD = 32  # bytes kept in front of each chunk so that gathers at (line start - 20) never leave the buffer
@@ -52,42 +56,6 @@ NETFLIX_HOW_TO_GET = (
     "MFKIT_NETFLIX_DIR to that folder or pass the folder: load_netflix('/path/to/netflix-prize-data'). "
     "Without it, mfkit.data.netflix_sample_dir() gives a generated stand-in in exactly the same format."
 )
-
-
-@dataclass
-class NetflixRatings:
-    """Ratings as parsed from ``combined_data_*.txt``, in file order.
-
-    Attributes
-    ----------
-    user : np.ndarray of int32
-        Raw CustomerID.
-    movie : np.ndarray of int16 (int32 when a MovieID exceeds 32,767)
-        Raw MovieID.
-    rating : np.ndarray of int8
-        Stars, 1 to 5.
-    date : np.ndarray of int32
-        Days since 1970-01-01 (``pd.to_datetime(date, unit="D")`` gives dates back).
-    """
-
-    user: np.ndarray
-    movie: np.ndarray
-    rating: np.ndarray
-    date: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.user)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.user, self.movie, self.rating, self.date))
-
-    def to_interactions(self, titles: pd.DataFrame | None = None, name: str = "netflix") -> Interactions:
-        """Users = CustomerID, items = MovieID, float32 ratings, timestamps in days (int32, to halve their memory)."""
-        user_ids, user = dense_index(self.user)
-        item_ids, item = dense_index(self.movie)
-        return Interactions(user=user, item=item, rating=self.rating.astype(np.float32), user_ids=user_ids,
-                            item_ids=item_ids, timestamp=self.date, items=titles, name=name)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -241,6 +209,15 @@ class _ChunkParser:
         self.lines_before = 0  # lines in earlier chunks
         self.blank_line = 0  # 1-based number of a blank line seen before any later content (0: none pending)
         self.n_content = 0  # non-blank lines seen
+        self.pending_header = 0  # 1-based line of a header still waiting for its first data line (0: none)
+        self.pending_text = ""
+        self.header_ids: list[np.ndarray] = []  # MovieIDs of the headers, per chunk
+        self.header_lines: list[np.ndarray] = []  # and their 1-based line numbers
+
+    def empty_block(self, line_no: int, text: str):
+        layout = _KINDS[self.kind][2]
+        raise DataFormatError(self.path, line_no, f"at least one '{layout}' line after the movie header "
+                              "(a header with no lines below it)", text)
 
     def _fail(self, buf, starts, ends, i, has_movie):
         line_no = self.lines_before + int(i) + 1
@@ -277,6 +254,18 @@ class _ChunkParser:
             rating_line = ~header
 
         h = np.flatnonzero(header)
+        # a movie header must be followed by a data line: an empty block (or a header-only file) is refused
+        if self.pending_header and n_lines and not rating_line[0]:
+            self.empty_block(self.pending_header, self.pending_text)
+        self.pending_header = 0
+        empty_block = n_lines
+        if len(h):
+            nxt = h + 1
+            inside = nxt < n_lines
+            empty = np.zeros(len(h), dtype=bool)
+            empty[inside] = ~rating_line[nxt[inside]]
+            if empty.any():
+                empty_block = int(h[np.argmax(empty)])
         hend = ends[h] - 1
         movie_ids, hbad = _parse_uint(u64, hend, hend - starts[h])
         movie_ids = movie_ids.astype(np.int64)
@@ -302,9 +291,18 @@ class _ChunkParser:
         block = r - np.arange(len(r)) - 1
         if self.movie < 0 and len(r) and block[0] < 0:
             first_bad = min(first_bad, int(r[0]))
+        if empty_block < first_bad:
+            i = empty_block
+            self.empty_block(self.lines_before + i + 1, bytes(data[starts[i]:ends[i]]).decode("latin-1"))
         if first_bad < n_lines:
             has_movie = self.movie >= 0 or bool(len(h) and h[0] < first_bad)
             self._fail(data, starts, ends, first_bad, has_movie)
+        if len(h):
+            self.header_ids.append(movie_ids)
+            self.header_lines.append(self.lines_before + h + 1)
+            if h[-1] == n_lines - 1:  # the chunk ends with a header: its first data line must open the next chunk
+                self.pending_header = self.lines_before + int(h[-1]) + 1
+                self.pending_text = bytes(data[starts[h[-1]]:ends[h[-1]]]).decode("latin-1")
         carried = np.append(movie_ids, self.movie)  # index -1 picks the carried movie
         out["movie"] = carried[block]
         if len(h):
@@ -312,6 +310,60 @@ class _ChunkParser:
         self.n_content += n_lines - (int(blank.sum()) if any_blank else 0)
         self.lines_before += n_lines
         return out
+
+
+def _check_unique_movies(parsed: list) -> None:
+    """Each MovieID heads one block in all the files together (a repeated block would add its lines twice)."""
+    ids = [np.concatenate(p.header_ids) for _, p in parsed]
+    all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    _, first, counts = np.unique(all_ids, return_index=True, return_counts=True)
+    if not (counts > 1).any():
+        return
+    movie = all_ids[first[np.argmax(counts > 1)]]
+    where = [(path, int(line)) for (path, p), i in zip(parsed, ids)
+             for line in np.concatenate(p.header_lines)[i == movie]]
+    (path, line), (path0, line0) = where[1], where[0]
+    raise DataFormatError(path, line, f"each MovieID to head one block (MovieID {int(movie)} already heads the block "
+                          f"at {path0}, line {line0})", f"{int(movie)}:")
+
+
+def _check_blocks(path: Path, parser: "_ChunkParser", user: np.ndarray, movie: np.ndarray) -> None:
+    """No CustomerID twice in one movie's block (a repeated line would count a rating twice).
+
+    One scatter and one gather per block of two or more lines: ``pos[user] = 0..m-1`` keeps one position per
+    CustomerID, so a CustomerID listed twice reads back a position other than its own at least once (whichever
+    write wins).
+    """
+    n = len(user)
+    if n < 2:
+        return
+    starts = np.flatnonzero(np.r_[True, movie[1:] != movie[:-1]])
+    ends = np.r_[starts[1:], n]
+    big = np.flatnonzero(ends - starts > 1)
+    if not len(big):
+        return
+    ids = user
+    if int(user.max()) >= 4 * n + (1 << 22):  # very sparse ids: a dense index keeps the table small
+        ids = dense_index(user)[1]
+    pos = np.empty(int(ids.max()) + 1, dtype=np.int32)
+    arange = np.arange(int((ends - starts).max()), dtype=np.int32)
+    for b, s, e in zip(big.tolist(), starts[big].tolist(), ends[big].tolist()):
+        u = ids[s:e]
+        pos[u] = arange[:e - s]
+        if (pos[u] != arange[:e - s]).any():
+            seen = {}
+            for j, x in enumerate(u.tolist()):
+                if x in seen:
+                    break
+                seen[x] = j
+            # the line of rating row r: the ratings above it plus the headers of its block and those before
+            row = s + j
+            line = row + int(b) + 2
+            first_line = s + seen[x] + int(b) + 2
+            layout = _KINDS[parser.kind][2]
+            raise DataFormatError(path, line, f"each CustomerID once per movie (CustomerID {int(user[row])} already "
+                                  f"has a '{layout}' line for MovieID {int(movie[row])} at line {first_line})",
+                                  _line(path, line, "latin-1"))
 
 
 def _after_last_newline(buf: np.ndarray, lo: int, hi: int) -> int:
@@ -337,7 +389,9 @@ def _read_chunks(paths: list[Path], kind: str, columns: dict[str, np.dtype], sho
     n_out = 0
     bar = progress(total=sum(sizes), unit="B", unit_scale=True, desc=desc, enabled=show_progress)
     try:
+        headers = []
         for path, size in zip(paths, sizes):
+            file_start = n_out
             if size == 0:
                 raise DataFormatError(path, None, f"'MovieID:' headers and '{_KINDS[kind][2]}' lines", "an empty file")
             parser = _ChunkParser(path, kind)
@@ -384,6 +438,11 @@ def _read_chunks(paths: list[Path], kind: str, columns: dict[str, np.dtype], sho
             if parser.n_content == 0:
                 raise DataFormatError(path, None, f"'MovieID:' headers and '{_KINDS[kind][2]}' lines",
                                       "an empty file")
+            if parser.pending_header:
+                parser.empty_block(parser.pending_header, parser.pending_text)
+            headers.append((path, parser))
+            _check_unique_movies(headers)  # first: then each movie's lines form one run of the output
+            _check_blocks(path, parser, out["user"][file_start:n_out], out["movie"][file_start:n_out])
     finally:
         bar.close()
     for name in columns:  # shrink in place (realloc): no second copy of the output
@@ -397,12 +456,19 @@ def _read_chunks(paths: list[Path], kind: str, columns: dict[str, np.dtype], sho
 def _as_paths(paths) -> list[Path]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    paths = [Path(p) for p in paths]
+    paths = [Path(p).expanduser() for p in paths]
     if not paths:
         raise ValueError("no files given")
     for p in paths:
+        if p.is_dir():
+            raise IsADirectoryError(f"{p} is a directory, expected a file (to read a whole Netflix folder use "
+                                    "load_netflix(folder))")
         if not p.is_file():
             raise DataNotFoundError(f"{p} does not exist. " + NETFLIX_HOW_TO_GET.format(where=f" at {p}"))
+    resolved = [p.resolve() for p in paths]
+    for j, p in enumerate(resolved):
+        if p in resolved[:j]:
+            raise ValueError(f"{paths[j]} is given twice: its ratings would be read twice")
     return paths
 
 
@@ -428,8 +494,12 @@ def parse_combined_data(paths, show_progress: bool | None = None, chunk_bytes: i
     ------
     DataFormatError
         On a malformed line, a rating line before any ``MovieID:`` header, a rating outside 1–5, a non-numeric
-        field, an impossible date, a blank line before the end, or an empty file — naming the file, the 1-based
-        line and what was expected. Windows line endings, a missing final newline and trailing blank lines are fine.
+        field, an impossible date, a blank line before the end, a header with no lines below it (a header-only
+        file included), a MovieID heading a second block, a CustomerID listed twice in one block, or an empty file
+        — naming the file, the 1-based line and what was expected. Windows line endings, a missing final newline
+        and trailing blank lines are fine.
+    IsADirectoryError, DataNotFoundError, ValueError
+        A path that is a folder, a missing file (the message says how to get the data), a file given twice.
 
     Notes
     -----
@@ -484,7 +554,7 @@ def read_movie_titles(path) -> pd.DataFrame:
     """
     path = _as_paths(path)[0]
     text = path.read_bytes().decode("latin-1")  # Latin-1 maps every byte: decoding cannot fail
-    lines = text.splitlines()
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     expected = "'MovieID,YearOfRelease,Title' (year a number or NULL)"
     while lines and not lines[-1].strip():  # trailing blank lines are fine
         lines.pop()
@@ -499,6 +569,7 @@ def read_movie_titles(path) -> pd.DataFrame:
     movie_text, year_text, title = (np.array(column) for column in zip(*parts))
     no_year = year_text == "NULL"
     bad = ~np.strings.isdecimal(movie_text) | ~(np.strings.isdecimal(year_text) | no_year)
+    bad |= (np.strings.str_len(movie_text) > 9) | (np.strings.str_len(year_text) > 4)
     if bad.any():
         i = int(np.argmax(bad))
         raise DataFormatError(path, i + 1, expected, lines[i])
@@ -519,24 +590,65 @@ def read_movie_titles(path) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------------------------
 # Loading with a cache
 # ---------------------------------------------------------------------------------------------------------------------
+_COMBINED = re.compile(r"combined_data_([1-9][0-9]*)\.txt")
+_FINGERPRINT_BYTES = 1 << 20  # bytes hashed at each end of a source file
+
+
 def _combined_files(folder: Path) -> list[Path]:
-    files = sorted(folder.glob("combined_data_*.txt"), key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
-    return files
+    """``combined_data_1.txt``, ``combined_data_2.txt``, ... of ``folder``, numbered from 1 without gaps.
+
+    Only those exact names count: a look-alike (a browser's ``combined_data_1 (1).txt``, ``combined_data_1.txt.bak``)
+    is left out with a warning, since reading it would add its ratings a second time.
+    """
+    numbered, ignored = {}, []
+    for p in folder.iterdir():
+        m = _COMBINED.fullmatch(p.name)
+        if m and p.is_file():
+            numbered[int(m.group(1))] = p
+        elif p.name.lower().startswith("combined_data"):
+            ignored.append(p.name)
+    if ignored:
+        logger.warning("%s: ignoring %s (only combined_data_1.txt, combined_data_2.txt, ... are read)", folder,
+                       ", ".join(sorted(ignored)))
+    missing = [f"combined_data_{k}.txt" for k in range(1, max(numbered, default=0) + 1) if k not in numbered]
+    if missing:
+        raise DataNotFoundError(f"{folder} has {', '.join(numbered[k].name for k in sorted(numbered))} but not "
+                                f"{', '.join(missing)}: expected combined_data_1.txt, combined_data_2.txt, ... "
+                                "numbered from 1 without gaps (reading the others alone would drop ratings)")
+    return [numbered[k] for k in sorted(numbered)]
+
+
+def _fingerprint(folder: Path, files: list[Path]) -> str:
+    """A fast content fingerprint: each file's name, size, modification time and a hash of its first and last MiB."""
+    h = hashlib.sha256(f"mfkit-netflix-cache-v{_CACHE_VERSION}".encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        with open(p, "rb") as f:
+            h.update(f.read(_FINGERPRINT_BYTES))
+            if st.st_size > _FINGERPRINT_BYTES:
+                f.seek(max(_FINGERPRINT_BYTES, st.st_size - _FINGERPRINT_BYTES))
+                h.update(f.read(_FINGERPRINT_BYTES))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _folder_key(folder: Path) -> str:
+    return hashlib.sha256(str(Path(folder).expanduser().resolve()).encode()).hexdigest()[:12]
 
 
 def netflix_cache_path(folder, cache_dir=None) -> Path:
-    """The cache file for a Netflix folder: keyed by a fingerprint of its source files.
+    """The cache file for a Netflix folder: keyed by the folder's resolved path and its files' contents.
 
-    The fingerprint covers names, sizes and modification times (and the parser version), not contents: hashing
-    2 GB of text would take longer than parsing it. A changed, added or removed file changes the fingerprint.
+    The name is ``netflix-<folder>-<content>.npz``: ``<folder>`` hashes the resolved folder path (two folders never
+    share a cache), ``<content>`` a fast fingerprint of ``combined_data_*.txt`` and ``movie_titles.csv``: names,
+    sizes, modification times and a SHA-256 of each file's first and last MiB (hashing all 2 GB would take longer
+    than parsing it). A changed, added or removed file changes the name.
     """
-    folder = Path(folder)
-    h = hashlib.sha256(f"mfkit-netflix-cache-v{_CACHE_VERSION}".encode())
-    sources = _combined_files(folder) + [p for p in [folder / "movie_titles.csv"] if p.exists()]
-    for p in sources:
-        st = p.stat()
-        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return data_home(cache_dir) / "netflix" / f"netflix-{h.hexdigest()[:20]}.npz"
+    folder = Path(folder).expanduser()
+    sources = _combined_files(folder) + [p for p in [folder / "movie_titles.csv"] if p.is_file()]
+    return (data_home(cache_dir) / "netflix"
+            / f"netflix-{_folder_key(folder)}-{_fingerprint(folder, sources)[:20]}.npz")
 
 
 def _load_npz_fast(path: Path) -> dict[str, np.ndarray]:
@@ -559,8 +671,8 @@ def _load_npz_fast(path: Path) -> dict[str, np.ndarray]:
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(f)
             arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-            if arr.nbytes:
-                f.readinto(memoryview(arr.reshape(-1, order="A")).cast("B"))
+            if arr.nbytes and f.readinto(memoryview(arr.reshape(-1, order="A")).cast("B")) != arr.nbytes:
+                raise ValueError(f"member {info.filename} is truncated")
             out[info.filename[:-4] if info.filename.endswith(".npy") else info.filename] = arr
     return out
 
@@ -590,19 +702,29 @@ def load_netflix(folder=None, cache: bool = True, cache_dir=None, show_progress:
     Raises
     ------
     DataNotFoundError
-        When the folder or its ``combined_data_*.txt`` files are missing (the message says how to get them).
+        When the folder or its ``combined_data_*.txt`` files are missing (the message says how to get them), or the
+        numbering has a gap (``combined_data_1.txt`` and ``combined_data_3.txt`` without ``_2``).
+    NotADirectoryError
+        When ``folder`` is a file.
+    DataFormatError
+        As :func:`parse_combined_data` and :func:`read_movie_titles`.
 
     Notes
     -----
+    Only the exact names ``combined_data_<n>.txt`` are read; a look-alike such as a browser's second download
+    ``combined_data_1 (1).txt`` is ignored with a warning (logger ``mfkit.data``). A cache that cannot be read, or
+    one written before the files changed, is rebuilt with a warning; a first build is logged at INFO level.
+
     Used by: Chapter 1 and Chapter 6 (protocol N2). Data: the Netflix Prize (Bennett & Lanning 2007).
     """
     if folder is None:
         folder = os.environ.get("MFKIT_NETFLIX_DIR") or None
     if folder is None:
-        from .synthetic import netflix_sample_dir
-
         folder = netflix_sample_dir(cache_dir)
     folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise NotADirectoryError(f"{folder} is a file: load_netflix expects the folder holding combined_data_1.txt "
+                                 "... (to parse single files use parse_combined_data)")
     if not folder.is_dir():
         raise DataNotFoundError(NETFLIX_HOW_TO_GET.format(where=f" (no folder {folder})"))
     files = _combined_files(folder)
@@ -614,11 +736,23 @@ def load_netflix(folder=None, cache: bool = True, cache_dir=None, show_progress:
     if cache_path is not None and cache_path.exists():
         try:
             a = _load_npz_fast(cache_path)
-            return Interactions(user=a["user"], item=a["item"], rating=a["rating"].astype(np.float32),
-                                user_ids=a["user_ids"], item_ids=a["item_ids"], timestamp=a["date"],
-                                items=_titles_from_arrays(a), name="netflix")
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-            pass  # a damaged or older cache is rebuilt below
+            n = len(a["user"])
+            if any(len(a[k]) != n for k in ("item", "rating", "date")):
+                raise ValueError("arrays of different lengths")
+            # written by this code from checked arrays: only the cheap checks above
+            return Interactions._trusted(a["user"], a["item"], a["rating"].astype(np.float32), a["user_ids"],
+                                         a["item_ids"], a["date"], _titles_from_arrays(a), "netflix")
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            logger.warning("the Netflix cache %s cannot be read (%s: %s); re-parsing %s and rewriting it",
+                           cache_path, type(e).__name__, e, folder)
+    stale = []
+    if cache_path is not None:
+        stale = [p for p in cache_path.parent.glob(f"netflix-{_folder_key(folder)}-*.npz") if p != cache_path]
+        if stale:
+            logger.warning("the Netflix files in %s changed since they were cached; re-parsing them (the old cache "
+                           "%s is replaced)", folder, ", ".join(p.name for p in stale))
+        else:
+            logger.info("no cache for the Netflix files in %s yet: parsing them (cache: %s)", folder, cache_path)
     titles = read_movie_titles(titles_path) if titles_path.exists() else None
     ratings = parse_combined_data(files, show_progress=show_progress)
     user_ids, user = dense_index(ratings.user)
@@ -631,6 +765,8 @@ def load_netflix(folder=None, cache: bool = True, cache_dir=None, show_progress:
         np.savez(tmp, user=user, item=item, rating=rating, date=date, user_ids=user_ids, item_ids=item_ids,
                  **_titles_to_arrays(titles))
         os.replace(tmp, cache_path)  # never leave a half-written cache under the real name
+        for p in stale:
+            p.unlink(missing_ok=True)
     return Interactions(user=user, item=item, rating=rating.astype(np.float32), user_ids=user_ids, item_ids=item_ids,
                         timestamp=date, items=titles, name="netflix")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .interactions import Interactions
+from .interactions import Interactions, _py
 
 __all__ = ["random_split", "stratified_item_split", "leave_k_out", "probe_split", "train_validation_split"]
 
@@ -16,28 +16,58 @@ def _rng(seed) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
+def _check_data(data) -> None:
+    if not isinstance(data, Interactions):
+        raise TypeError(f"data must be mfkit.data.Interactions, got {type(data).__name__}")
+    if len(data) < 2:
+        raise ValueError(f"cannot split {len(data)} interaction(s) into two non-empty parts")
+
+
+def _check_frac(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not 0 < float(value) < 1:
+        raise ValueError(f"{what} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _check_int(value, what: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _non_empty(data: Interactions, train_mask: np.ndarray, what: str) -> tuple[Interactions, Interactions]:
+    n_train = int(train_mask.sum())
+    if n_train == 0 or n_train == len(data):
+        empty = "train" if n_train == 0 else "test"
+        raise ValueError(f"{what} leaves the {empty} part empty ({len(data):,} interactions: {n_train:,} train, "
+                         f"{len(data) - n_train:,} test); expected two non-empty parts")
+    return data.subset(train_mask), data.subset(~train_mask)
+
+
 def random_split(data: Interactions, test_frac: float = 0.2, seed=0) -> tuple[Interactions, Interactions]:
     """Uniformly random split of the interaction rows (protocol E1: 80/20, seeds 0–4).
 
-    The test part has exactly ``round(test_frac * len(data))`` rows.
+    The test part has exactly ``round(test_frac * len(data))`` rows; a ``test_frac`` that leaves either part empty
+    raises ValueError.
     """
-    if not 0 < test_frac < 1:
-        raise ValueError(f"test_frac must be in (0, 1), got {test_frac}")
+    _check_data(data)
+    test_frac = _check_frac(test_frac, "test_frac")
     perm = _rng(seed).permutation(len(data))
     n_test = int(round(test_frac * len(data)))
     test = np.zeros(len(data), dtype=bool)
     test[perm[:n_test]] = True
-    return data.subset(~test), data.subset(test)
+    return _non_empty(data, ~test, f"test_frac={test_frac}")
 
 
 def stratified_item_split(data: Interactions, train_frac: float = 0.75, seed=42) -> tuple[Interactions, Interactions]:
     """Per item, a random ``train_frac`` of its rows to train and the rest to test (protocol I1: 75%, seed 42).
 
     The train count of an item with ``n`` rows is ``round(train_frac * n)`` (Python's round: halves to even, as
-    numpy's ``np.round``).
+    numpy's ``np.round``). A ``train_frac`` that leaves either part empty raises ValueError.
     """
-    if not 0 < train_frac < 1:
-        raise ValueError(f"train_frac must be in (0, 1), got {train_frac}")
+    _check_data(data)
+    train_frac = _check_frac(train_frac, "train_frac")
     rng = _rng(seed)
     # A random key per row, then a stable sort by (item, key) gives a random order within each item, vectorised.
     key = rng.random(len(data))
@@ -48,7 +78,7 @@ def stratified_item_split(data: Interactions, train_frac: float = 0.75, seed=42)
     rank[order] = np.arange(len(data)) - np.repeat(starts, counts)
     n_train = np.round(train_frac * counts).astype(np.int64)
     train = rank < n_train[data.item]
-    return data.subset(train), data.subset(~train)
+    return _non_empty(data, train, f"train_frac={train_frac} (per item: round(train_frac * rows of the item))")
 
 
 def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
@@ -56,10 +86,12 @@ def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
     """Hold out ``k`` interactions of every user who keeps at least ``min_train`` in train.
 
     With ``by_time=True`` the held-out ones are each user's latest (needs timestamps); otherwise random.
-    Users with fewer than ``k + min_train`` interactions stay wholly in train.
+    Users with fewer than ``k + min_train`` interactions stay wholly in train. ``k`` (>= 1) and ``min_train``
+    (>= 0) must be integers (a fractional ``k`` is refused, not rounded); when no user qualifies, ValueError.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    _check_data(data)
+    k = _check_int(k, "k", 1)
+    min_train = _check_int(min_train, "min_train", 0)
     rng = _rng(seed)
     if by_time:
         if data.timestamp is None:
@@ -75,6 +107,12 @@ def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
     rank[order] = np.arange(len(data)) - np.repeat(starts, counts)
     eligible = counts >= k + min_train
     test = (rank < k) & eligible[data.user]
+    if not test.any():
+        raise ValueError(f"leave_k_out(k={k}, min_train={min_train}) holds nothing out: no user has "
+                         f"k + min_train = {k + min_train} interactions (the most active has {int(counts.max())})")
+    if test.all():
+        raise ValueError(f"leave_k_out(k={k}, min_train={min_train}) holds every interaction out: the train part "
+                         "would be empty (use min_train >= 1)")
     return data.subset(~test), data.subset(test)
 
 
@@ -82,17 +120,36 @@ def probe_split(data: Interactions, probe_users, probe_items) -> tuple[Interacti
     """Netflix-style hold-out: rows whose raw (user, item) pair is in the probe list go to test.
 
     ``probe_users``/``probe_items`` are raw ids (as read from ``probe.txt``). Every probe pair must be present in
-    ``data``; a missing one raises ValueError (silently scoring fewer pairs would change the metric).
+    ``data``; a missing one raises ValueError (silently scoring fewer pairs would change the metric), and so does
+    a pair listed twice or an empty list.
     """
+    if not isinstance(data, Interactions):
+        raise TypeError(f"data must be mfkit.data.Interactions, got {type(data).__name__}")
+    probe_users, probe_items = np.asarray(probe_users), np.asarray(probe_items)
+    if probe_users.ndim != 1 or probe_users.shape != probe_items.shape:
+        raise ValueError(f"probe_users and probe_items must be 1-D and of one length, got shapes "
+                         f"{probe_users.shape} and {probe_items.shape}")
+    if len(probe_users) == 0:
+        raise ValueError("the probe list is empty: expected at least one (user, item) pair")
     pu = data.user_index(probe_users)
     pi = data.item_index(probe_items)
     n_items = np.int64(data.n_items)
-    probe_key = np.unique(pu * n_items + pi)
+    probe_key, first, counts = np.unique(pu * n_items + pi, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        j = int(np.flatnonzero(counts > 1)[0])
+        i = int(first[j])
+        raise ValueError(f"the probe list holds the pair (user {_py(probe_users[i])!r}, item {_py(probe_items[i])!r}) "
+                         f"{int(counts[j])} times: expected each pair once")
     row_key = data.user.astype(np.int64) * n_items + data.item
     test = np.isin(row_key, probe_key)
     found = np.unique(row_key[test])
     if len(found) != len(probe_key):
-        raise ValueError(f"{len(probe_key) - len(found)} probe pair(s) are not in the ratings")
+        missing = np.setdiff1d(probe_key, found)[:3]
+        pairs = [(_py(data.user_ids[m // n_items]), _py(data.item_ids[m % n_items])) for m in missing]
+        raise ValueError(f"{len(probe_key) - len(found)} probe pair(s) are not in the ratings, e.g. (user, item) "
+                         f"{pairs}")
+    if test.all():
+        raise ValueError("every rating is a probe pair: the train part would be empty")
     return data.subset(~test), data.subset(test)
 
 

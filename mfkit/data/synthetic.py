@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import data_home
-from .netflix import NetflixRatings
+from ._netflix_ratings import NetflixRatings
 
 __all__ = ["NetflixGroundTruth", "simulate_netflix", "generate_netflix_sample", "netflix_sample_dir",
            "netflix_sample_truth", "SAMPLE_DEFAULTS"]

@@ -43,7 +43,9 @@ test: install browser
 ## browser download does not work on the CI machines; the test drives /usr/bin/chromium).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || { \
+		echo "The browser test needs Chromium at /usr/bin/chromium and apt-get could not install it:" \
+		"run 'sudo apt-get install chromium' (Debian/Ubuntu) and re-run make test."; exit 1; }
 
 unit: install
 	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py

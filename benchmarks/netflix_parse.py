@@ -234,7 +234,7 @@ def main() -> None:
         from _common import save_results  # only now: see the note on imports at the top
 
         save_results("netflix_parse", records,
-                     modules=["mfkit/data/netflix.py", "mfkit/data/interactions.py", "mfkit/data/synthetic.py"],
+                     modules=["mfkit/data"],
                      command=f"python benchmarks/netflix_parse.py --n-ratings {args.n_ratings} "
                              f"--regex-ratings {args.regex_ratings}")
     print(f"N1 s_per_million={s_per_m:.3f} regex_s_per_million={regex_per_m:.3f} peak_gb_full={peak_full_gb:.2f} "

@@ -157,11 +157,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--out", type=Path, default=OUT / "notebook_spread.json",
+                        help="the JSON report (chapters already in it are kept unless re-run)")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((ROOT / "book").glob("[0-9]*.ipynb"))
     settings = args.settings if args.settings[0] == "base" else ["base", *args.settings]
-    OUT.mkdir(parents=True, exist_ok=True)
-    report_path = OUT / "notebook_spread.json"
+    report_path = args.out
+    report_path.parent.mkdir(parents=True, exist_ok=True)
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for notebook in notebooks:

@@ -98,7 +98,7 @@ def fold_in_part(records, quick):
         re = ranking_metrics(retrained, seen, future, device="cpu")["ndcg"]
         line = f"fold-in n={n:2d}: nDCG@10 fold-in {fold:.4f}, retrain {re:.4f}, popularity {pop:.4f}"
         if n == 10 or (quick and n == HISTORY[2]):
-            fold_s = median_time(lambda: S.fold_in_users(model, histories))
+            fold_s = median_time(lambda: S.fold_in_users(model, histories), repeats=21)
             retrain_s = median_time(lambda: WeightedMF(**params).fit(both))
             speedup = retrain_s / fold_s
             line += f"; fold-in {fold_s * 1e3:.2f} ms for {len(users)} users, retrain {retrain_s:.3f} s: {speedup:.0f}x"

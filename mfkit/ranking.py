@@ -539,7 +539,7 @@ class ConfidenceMF(Recommender):
 # Evaluation: sampled metrics and measures beyond accuracy
 # ---------------------------------------------------------------------------------------------------------------------
 def sampled_ranking_metrics(model, train: Interactions, test: Interactions, n_negatives: int = 100, k: int = 10,
-                            seed: int = 0, device=None) -> dict:
+                            seed: int = 0, device=None, n_draws: int = 1) -> dict:
     """Hit rate and nDCG at ``k`` when each held-out item is ranked against ``n_negatives`` sampled items only.
 
     The protocol of the NCF paper (He et al. 2017): for every test row ``(u, i)``, draw ``n_negatives`` items
@@ -561,16 +561,20 @@ def sampled_ranking_metrics(model, train: Interactions, test: Interactions, n_ne
         Seed of the negatives (drawn on the CPU).
     device : optional
         Where scores are gathered (None: CUDA when available).
+    n_draws : int
+        Independent draws of the negatives (the scores are computed once); the figures are means over the draws.
 
     Returns
     -------
     dict
-        ``{"hit_rate", "ndcg", "n_rows"}``: means over the test rows.
+        ``{"hit_rate", "ndcg", "n_rows"}``: means over the test rows (and the draws); with ``n_draws > 1`` also
+        ``"hit_rate_draws"`` and ``"ndcg_draws"``, one value per draw.
     """
     from .utils import get_device
 
     device = get_device(device)
     n_negatives, k = check_int("n_negatives", n_negatives, 1), check_int("k", k, 1)
+    n_draws = check_int("n_draws", n_draws, 1)
     if len(test) == 0:
         raise ValueError("test has no interactions")
     if train.n_items != test.n_items or train.n_users != test.n_users:
@@ -584,17 +588,22 @@ def sampled_ranking_metrics(model, train: Interactions, test: Interactions, n_ne
         raise ValueError(f"n_negatives={n_negatives} is more than the unobserved items of some test user")
     gen = torch.Generator().manual_seed(int(seed))
     users = torch.from_numpy(test.user.astype(np.int64))
-    neg = sample_negatives(users.repeat_interleave(n_negatives), keys, n_items, generator=gen)
-    neg = neg.reshape(len(users), n_negatives).to(device)
     distinct, inverse = torch.unique(users, return_inverse=True)
     with torch.no_grad():
         scores = model.score_users(distinct.to(device)).to(device, torch.float32)[inverse.to(device)]
     pos = scores.gather(1, torch.from_numpy(test.item.astype(np.int64)).to(device)[:, None])
-    neg_scores = scores.gather(1, neg)
-    rank = (neg_scores > pos).sum(1).double() + 0.5 * (neg_scores == pos).sum(1).double()
-    hit = (rank < k).double()
-    ndcg = hit / torch.log2(rank.floor() + 2.0)
-    return {"hit_rate": float(hit.mean()), "ndcg": float(ndcg.mean()), "n_rows": int(len(users))}
+    hits, ndcgs = [], []
+    for _ in range(n_draws):
+        neg = sample_negatives(users.repeat_interleave(n_negatives), keys, n_items, generator=gen)
+        neg_scores = scores.gather(1, neg.reshape(len(users), n_negatives).to(device))
+        rank = (neg_scores > pos).sum(1).double() + 0.5 * (neg_scores == pos).sum(1).double()
+        hit = (rank < k).double()
+        hits.append(float(hit.mean()))
+        ndcgs.append(float((hit / torch.log2(rank.floor() + 2.0)).mean()))
+    out = {"hit_rate": float(np.mean(hits)), "ndcg": float(np.mean(ndcgs)), "n_rows": int(len(users))}
+    if n_draws > 1:
+        out.update(hit_rate_draws=hits, ndcg_draws=ndcgs)
+    return out
 
 
 def _gini(counts: np.ndarray) -> float:

@@ -79,23 +79,35 @@ def _check_foldable(model) -> None:
                         f"{type(model).__name__}: its users are not a vector against fixed item factors")
 
 
-def _padded(histories, n_items: int, device, ratings=None):
-    """``(n, width)`` item indices padded with ``n_items`` (an extra all-zero item row), the matching ratings
-    padded with 0, and each user's count."""
-    counts = np.array([len(h) for h in histories], dtype=np.int64)
-    width = max(1, int(counts.max()) if len(counts) else 1)
-    idx = np.full((len(histories), width), n_items, dtype=np.int64)
-    val = np.zeros((len(histories), width), dtype=np.float64)
-    for j, h in enumerate(histories):
-        idx[j, :len(h)] = h
-        if ratings is not None:
-            val[j, :len(h)] = ratings[j]
-    return (torch.from_numpy(idx).to(device), torch.from_numpy(val).to(device),
-            torch.from_numpy(counts).to(device))
+@dataclass
+class _Histories:
+    """Validated histories, flat: ``item[j]`` belongs to user ``owner[j]`` (sorted by owner), ``rating`` or None."""
+
+    item: np.ndarray
+    owner: np.ndarray
+    counts: np.ndarray
+    rating: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def padded(self, n_items: int, device):
+        """``(n, width)`` item indices padded with ``n_items`` (an extra all-zero item row), the ratings padded
+        with 0, and each user's count, as tensors on ``device``."""
+        width = max(1, int(self.counts.max()) if len(self.counts) else 1)
+        starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]) if len(self.counts) else np.zeros(0, np.int64)
+        pos = np.arange(len(self.item)) - starts[self.owner]
+        idx = np.full((len(self), width), n_items, dtype=np.int64)
+        idx[self.owner, pos] = self.item
+        val = np.zeros((len(self), width), dtype=np.float64)
+        if self.rating is not None:
+            val[self.owner, pos] = self.rating
+        return (torch.from_numpy(idx).to(device), torch.from_numpy(val).to(device),
+                torch.from_numpy(self.counts).to(device))
 
 
-def _check_histories(model, histories, ratings):
-    """Validated histories as one array per user (implicit: each item once, in increasing order)."""
+def _check_histories(model, histories, ratings) -> _Histories:
+    """Validated histories (implicit: each item once per user; rated: a repeated item is refused)."""
     n_items = model.train_.n_items
     if ratings is not None and len(ratings) != len(histories):
         raise ValueError(f"ratings must hold one array per user: {len(ratings)} for {len(histories)} users")
@@ -114,22 +126,19 @@ def _check_histories(model, histories, ratings):
     repeated[1:] = (owner[order][1:] == owner[order][:-1]) & (flat[order][1:] == flat[order][:-1])
     if ratings is None:  # implicit: each item once
         keep = order[~repeated]
-        keep.sort()
-        ends = np.cumsum(np.bincount(owner[keep], minlength=len(arrays)))
-        return np.split(np.sort(flat[keep] + owner[keep] * n_items) - np.repeat(
-            np.arange(len(arrays)) * n_items, np.diff(np.concatenate([[0], ends]))), ends[:-1]), None
+        return _Histories(flat[keep], owner[keep], np.bincount(owner[keep], minlength=len(arrays)), None)
     if repeated.any():
         j = int(owner[order][np.argmax(repeated)])
         raise ValueError(f"user {j}: an item appears twice in the history; give each rated item once")
-    out_r = []
-    for j, (h, r) in enumerate(zip(arrays, ratings)):
-        r = np.asarray(r, dtype=np.float64).reshape(-1)
+    rated = [np.asarray(r, dtype=np.float64).reshape(-1) for r in ratings]
+    for j, (h, r) in enumerate(zip(arrays, rated)):
         if r.shape != h.shape:
             raise ValueError(f"user {j}: {len(h)} items but {len(r)} ratings")
-        if not np.isfinite(r).all():
-            raise ValueError(f"user {j}: ratings must be finite numbers")
-        out_r.append(r)
-    return [h.astype(np.int64) for h in arrays], out_r
+    rating = np.concatenate(rated) if rated else np.zeros(0)
+    if not np.isfinite(rating).all():
+        bad = int(owner[np.argmax(~np.isfinite(rating))])
+        raise ValueError(f"user {bad}: ratings must be finite numbers")
+    return _Histories(flat, owner, lengths, rating)
 
 
 def _spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -153,13 +162,13 @@ def _closed_form_weighted(model, histories, reg: float | None = None) -> FoldIn:
     V = model.item_factors_.detach()
     n_items, k = V.shape
     w = float(model.unobserved_weight)
-    idx, _, counts = _padded(histories, n_items, V.device)
+    idx, _, counts = histories.padded(n_items, V.device)
     lam_np = (model.reg if reg is None else reg) * row_regularisation(counts.cpu().numpy(), n_items, w,
                                                                       model.reg_scaling)
     lam = torch.as_tensor(lam_np, dtype=V.dtype, device=V.device)
     P = torch.cat([V, V.new_zeros(1, k)])[idx]                       # (n, width, k), zero rows in the padding
     gram = w * (V.T @ V)
-    if idx.shape[1] >= k or w >= 1.0:                                # direct: batched k × k Cholesky solves
+    if idx.shape[1] >= k or not 0.0 < w < 1.0 or lam_np.min(initial=1.0) <= 0:  # direct k × k solves
         A = torch.baddbmm(gram.expand(len(histories), k, k), P.transpose(1, 2), P, alpha=1.0 - w)
         A.diagonal(dim1=1, dim2=2).add_(lam[:, None])
         x = _spd_solve(A, P.sum(1))
@@ -178,12 +187,12 @@ def _closed_form_weighted(model, histories, reg: float | None = None) -> FoldIn:
     return FoldIn(x, None, "closed form")
 
 
-def _closed_form_biased(model, histories, ratings, reg: float | None = None) -> FoldIn:
+def _closed_form_biased(model, histories, reg: float | None = None) -> FoldIn:
     """The ALS user step of :class:`~mfkit.explicit.BiasedMF`: ridge regression of ``r - mu - b_i`` on
     ``[1, q_i]`` with the per-rating penalty ``n_u · diag(reg_bias, reg, ..., reg)``."""
     Q, bi = model.item_factors_.detach().double(), model.item_bias_.detach().double()
     n_items, k = Q.shape
-    idx, r, counts = _padded(histories, n_items, Q.device, ratings)
+    idx, r, counts = histories.padded(n_items, Q.device)
     X = torch.cat([torch.ones(n_items, 1, dtype=Q.dtype, device=Q.device), Q], 1)
     X = torch.cat([X, X.new_zeros(1, k + 1)])[idx]                   # (n, width, k + 1)
     y = (r - model.global_mean_ - torch.cat([bi, bi.new_zeros(1)])[idx]) * (idx < n_items)
@@ -197,15 +206,15 @@ def _closed_form_biased(model, histories, ratings, reg: float | None = None) -> 
     return FoldIn(theta[:, 1:].to(dt), theta[:, 0].to(dt), "closed form")
 
 
-def _gradient(model, histories, ratings, n_steps: int, lr: float, reg: float | None) -> FoldIn:
+def _gradient(model, histories: _Histories, n_steps: int, lr: float, reg: float | None) -> FoldIn:
     """A few Adam steps on the model's loss with the item side fixed (no closed form for this model)."""
     V = model.item_factors_.detach().float()
     n, (n_items, k), dev = len(histories), V.shape, V.device
     gen = torch.Generator().manual_seed(0)
     x = (torch.randn(n, k, generator=gen) * 0.01).to(dev).requires_grad_(True)
-    counts = torch.tensor([len(h) for h in histories], device=dev)
-    rows = torch.from_numpy(np.repeat(np.arange(n), [len(h) for h in histories])).to(dev)
-    cols = torch.from_numpy(np.concatenate(histories) if n else np.zeros(0, np.int64)).to(dev)
+    counts = torch.from_numpy(histories.counts).to(dev)
+    rows = torch.from_numpy(histories.owner).to(dev)
+    cols = torch.from_numpy(histories.item).to(dev)
     if _is_weighted_mf(model):
         from .implicit import row_regularisation, weighted_loss_dense
 
@@ -223,7 +232,7 @@ def _gradient(model, histories, ratings, n_steps: int, lr: float, reg: float | N
     else:
         b = torch.zeros(n, device=dev, requires_grad=True)
         params = [x, b]
-        r = torch.from_numpy(np.concatenate(ratings) if n else np.zeros(0)).float().to(dev)
+        r = torch.from_numpy(histories.rating).float().to(dev)
         bi, mu = model.item_bias_.detach().float(), float(model.global_mean_)
         lam = float(getattr(model, "reg", 0.05)) if reg is None else reg
 
@@ -276,15 +285,15 @@ def fold_in_users(model, histories, ratings=None, method: str = "auto", n_steps:
     weighted = _is_weighted_mf(model)
     if not weighted and ratings is None:
         raise ValueError(f"{type(model).__name__} predicts ratings: fold-in needs the new users' ratings")
-    histories, ratings = _check_histories(model, histories, None if weighted else ratings)
+    histories = _check_histories(model, histories, None if weighted else ratings)
     closed = (weighted and model.loss == "squared") or (not weighted and hasattr(model, "reg_bias"))
     if method == "closed form" and not closed:
         raise ValueError(f"{type(model).__name__} has no closed-form fold-in here; use method='gradient'")
     with torch.no_grad():
         if closed and method != "gradient":
             return (_closed_form_weighted(model, histories, reg) if weighted
-                    else _closed_form_biased(model, histories, ratings, reg))
-    return _gradient(model, histories, ratings, n_steps, lr, reg)
+                    else _closed_form_biased(model, histories, reg))
+    return _gradient(model, histories, n_steps, lr, reg)
 
 
 def score_fold_in(model, folded: FoldIn) -> torch.Tensor:
@@ -573,7 +582,7 @@ def cold_start_item_factors(model, features, new_items, alpha: float = 1.0, know
 # Top-k retrieval
 # ---------------------------------------------------------------------------------------------------------------------
 def top_k_exact(queries, items, k: int = 10, batch_size: int | None = None, device=None,
-                max_elements: int = 2 ** 24) -> tuple[torch.Tensor, torch.Tensor]:
+                max_elements: int = 2 ** 26) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact maximum-inner-product top-``k``: ``topk(queries @ items.T)``, batched over the queries on the device.
 
     Parameters
@@ -582,7 +591,8 @@ def top_k_exact(queries, items, k: int = 10, batch_size: int | None = None, devi
     items : (n_items, d) array or tensor
     k : int
     batch_size : int, optional
-        Queries per matrix product; default: as many as keep ``batch × n_items`` scores within ``max_elements``.
+        Queries per matrix product; default: as many as keep ``batch × n_items`` scores within ``max_elements``
+        (2**26 floats, 256 MB: large enough for efficient matrix products, small enough for any device).
     device : str, torch.device or None
         None: CUDA when available.
 

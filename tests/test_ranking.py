@@ -248,3 +248,15 @@ def test_fit_and_score_fits_in_place_and_adds_sampled_columns():
     assert list(table.index) == ["popularity", "EASE"] and models["EASE"].is_fitted
     assert {"ndcg", "precision", "recall", "hit_rate", "sampled_hr", "sampled_ndcg", "fit_s"} <= set(table.columns)
     assert table.loc["EASE", "ndcg"] == pytest.approx(ranking_metrics(models["EASE"], train, test)["ndcg"])
+
+
+def test_sampled_metrics_draws_repeat_the_single_draw_sequence():
+    n = 201
+    scores = np.arange(n, dtype=np.float32)[None, :].copy()
+    scores[0, 0] = n - 11.5
+    data = Interactions.from_raw(np.zeros(n, dtype=int), np.arange(n))
+    test, train = data.subset(np.arange(n) == 0), data.subset(np.arange(n) == 200)
+    many = sampled_ranking_metrics(FixedScores(scores), train, test, n_draws=4, seed=3, device="cpu")
+    first = sampled_ranking_metrics(FixedScores(scores), train, test, seed=3, device="cpu")
+    assert len(many["ndcg_draws"]) == 4 and many["ndcg_draws"][0] == pytest.approx(first["ndcg"])
+    assert many["ndcg"] == pytest.approx(np.mean(many["ndcg_draws"]))

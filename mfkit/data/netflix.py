@@ -566,9 +566,11 @@ def read_movie_titles(path) -> pd.DataFrame:
     if (n_fields < 3).any():
         i = int(np.argmax(n_fields < 3))
         raise DataFormatError(path, i + 1, expected, lines[i])
-    movie_text, year_text, title = (np.array(column) for column in zip(*parts))
+    movie_col, year_col, title = zip(*parts)  # titles stay Python strings: numpy's would drop a trailing NUL
+    movie_text, year_text = np.array(movie_col), np.array(year_col)
     no_year = year_text == "NULL"
     bad = ~np.strings.isdecimal(movie_text) | ~(np.strings.isdecimal(year_text) | no_year)
+    bad |= np.array(["\x00" in m or "\x00" in y for m, y in zip(movie_col, year_col)])
     bad |= (np.strings.str_len(movie_text) > 9) | (np.strings.str_len(year_text) > 4)
     if bad.any():
         i = int(np.argmax(bad))
@@ -583,7 +585,7 @@ def read_movie_titles(path) -> pd.DataFrame:
     if dup.any():
         i = int(np.argmax(dup))
         raise DataFormatError(path, i + 1, "each MovieID once", lines[i])
-    return pd.DataFrame({"year": year, "title": title.astype(object)},
+    return pd.DataFrame({"year": year, "title": np.array(title, dtype=object)},
                         index=pd.Index(movie, name="movie"))
 
 

@@ -236,11 +236,6 @@ class BPR(Recommender):
                                    divergence_hint="Lower the learning rate or raise reg.")
         self.user_factors_, self.item_factors_, self.item_bias_ = P.detach(), Q.detach(), b.detach()
 
-    def fit(self, train: Interactions, valid: Interactions | None = None, k: int = 10,
-            patience: int | None = None) -> "BPR":
-        """Fit on ``train`` (every distinct pair a positive); with ``valid``, nDCG@``k`` per epoch, best kept."""
-        return super().fit(train, valid, k=k, patience=patience)
-
     def score_users(self, users) -> torch.Tensor:
         """``p_u · q_i + b_i`` for every item: ``(len(users), n_items)``."""
         u = self._user_index(users)
@@ -519,11 +514,6 @@ class ConfidenceMF(Recommender):
                                    snapshot=lambda: (U.clone(), V.clone()), restore=restore, measure=loss,
                                    device=device, show_progress=self.show_progress, desc="ConfidenceMF als",
                                    unit="sweep", divergence_hint="Raise reg or lower alpha.")
-
-    def fit(self, train: Interactions, valid: Interactions | None = None, k: int = 10,
-            patience: int | None = None) -> "ConfidenceMF":
-        """Fit on ``train`` (ratings needed for ``confidence="rating"``); with ``valid``, the best sweep is kept."""
-        return super().fit(train, valid, k=k, patience=patience)
 
     def score_users(self, users) -> torch.Tensor:
         """``x_u · y_i`` for every item."""

@@ -70,15 +70,21 @@ def stratified_item_split(data: Interactions, train_frac: float = 0.75, seed=42)
     train_frac = _check_frac(train_frac, "train_frac")
     rng = _rng(seed)
     # A random key per row, then a stable sort by (item, key) gives a random order within each item, vectorised.
-    key = rng.random(len(data))
-    order = np.lexsort((key, data.item))
-    counts = np.bincount(data.item, minlength=data.n_items)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(data), dtype=np.int64)
-    rank[order] = np.arange(len(data)) - np.repeat(starts, counts)
+    rank, counts = _rank_within(data.item, rng.random(len(data)), data.n_items)
     n_train = np.round(train_frac * counts).astype(np.int64)
     train = rank < n_train[data.item]
     return _non_empty(data, train, f"train_frac={train_frac} (per item: round(train_frac * rows of the item))")
+
+
+def _rank_within(groups: np.ndarray, key: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's rank within its group when the group's rows are ordered by ``key`` (vectorised: one stable sort
+    by (group, key)), and the size of every group."""
+    order = np.lexsort((key, groups))
+    counts = np.bincount(groups, minlength=n_groups)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(groups), dtype=np.int64)
+    rank[order] = np.arange(len(groups)) - np.repeat(starts, counts)
+    return rank, counts
 
 
 def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
@@ -100,11 +106,7 @@ def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
         key = -key  # latest first
     else:
         key = rng.random(len(data))
-    order = np.lexsort((key, data.user))
-    counts = np.bincount(data.user, minlength=data.n_users)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(data), dtype=np.int64)
-    rank[order] = np.arange(len(data)) - np.repeat(starts, counts)
+    rank, counts = _rank_within(data.user, key, data.n_users)
     eligible = counts >= k + min_train
     test = (rank < k) & eligible[data.user]
     if not test.any():

@@ -5,7 +5,9 @@ seed); top 10 per user excluding the user's train items; precision, recall, nDCG
 (42, 0, 1, 2, 3) each model's settings are chosen on a validation part carved from that seed's train part
 (train_validation_split(train, "I1", --valid-seed)), never on its test part; a setting chosen at the edge of its grid
 makes the grid grow in that direction (up to three steps) until the choice is inside it. The choice is then refitted
-on the whole train part and scored on the test part.
+on the whole train part and scored on the test part. Chapter 7's neural models (GMF, MLP, NeuMF pretrained from the
+two, two-tower) are not re-tuned per seed, which would take far longer: they use ``mfkit.neural.CHOSEN_SETTINGS``,
+chosen on the validation part of split seed 42 by ``benchmarks/neural_ml100k.py``.
 
     .venv/bin/python benchmarks/ranking_ml100k.py            # five split seeds, one CPU thread (about 10 minutes)
     .venv/bin/python benchmarks/ranking_ml100k.py --quick    # split seed 42 only, smaller grids (smoke run)
@@ -27,14 +29,16 @@ import mfkit
 from mfkit.data import load_movielens_100k, stratified_item_split, train_validation_split
 from mfkit.implicit import Popularity, WeightedMF
 from mfkit.metrics import ranking_metrics
+from mfkit.neural import CHOSEN_SETTINGS, NCF, TwoTower
 from mfkit.ranking import BPR, EASE, ConfidenceMF, ItemKNN
 from mfkit.training import tune
 
-MODULES = ["mfkit/ranking.py", "mfkit/implicit.py", "mfkit/metrics.py", "mfkit/data/splits.py", "mfkit/training.py",
-           "mfkit/base.py"]
+MODULES = ["mfkit/ranking.py", "mfkit/implicit.py", "mfkit/neural.py", "mfkit/metrics.py", "mfkit/data/splits.py",
+           "mfkit/training.py", "mfkit/base.py"]
 METRICS = ("ndcg", "precision", "recall", "map")
 
 BPR_BASE = {"n_factors": 64, "lr": 0.01, "n_epochs": 40, "batch_size": 4096}
+NCF_BASE = {"task": "implicit", "n_negatives": 4, "batch_size": 4096}  # as Chapter 7
 
 
 def specs(device, quick: bool) -> list[dict]:
@@ -58,6 +62,15 @@ def specs(device, quick: bool) -> list[dict]:
         {"name": "confidence ALS (rating)", "cls": ConfidenceMF,
          "base": {"n_factors": 64, "n_epochs": 12, "confidence": "rating"},
          "grid": {"alpha": [0.3, 1.0, 3.0], "reg": [30.0, 100.0]}, "patience": 3},
+        # Chapter 7's models, with the settings chosen once on split seed 42 (see the module docstring)
+        {"name": "NCF: GMF", "cls": NCF, "base": {**NCF_BASE, **CHOSEN_SETTINGS["I1"]["gmf"]}, "grid": {},
+         "chapter": "07_neural_cf"},
+        {"name": "NCF: MLP", "cls": NCF, "base": {**NCF_BASE, **CHOSEN_SETTINGS["I1"]["mlp"]}, "grid": {},
+         "chapter": "07_neural_cf"},
+        {"name": "NCF: NeuMF", "cls": NCF, "base": {**NCF_BASE, **CHOSEN_SETTINGS["I1"]["neumf"]}, "grid": {},
+         "chapter": "07_neural_cf", "pretrained": ("NCF: GMF", "NCF: MLP")},
+        {"name": "two-tower", "cls": TwoTower, "base": dict(CHOSEN_SETTINGS["I1"]["two_tower"]), "grid": {},
+         "chapter": "07_neural_cf"},
     ]
 
 
@@ -114,16 +127,19 @@ def select(spec: dict, inner_valid, device, valid_seed: int) -> tuple[dict, list
 def run_seed(data, split_seed: int, args, device) -> dict:
     train, test = stratified_item_split(data, train_frac=0.75, seed=split_seed)
     inner_valid = train_validation_split(train, "I1", args.valid_seed)
-    out = {}
+    out, fitted = {}, {}
     for spec in specs(device, args.quick):
         t0 = time.perf_counter()
         params, notes = select(spec, inner_valid, device, args.valid_seed)
         tune_s = time.perf_counter() - t0
         extra = {"show_progress": False} if "show_progress" in spec["cls"].__init__.__code__.co_varnames else {}
+        if "pretrained" in spec:  # NeuMF starts from this seed's fitted GMF and MLP
+            extra["pretrained"] = tuple(fitted[name] for name in spec["pretrained"])
         model, fit_s = timed_fit(spec["cls"](**{**spec["base"], **params, "device": device, **extra}), train)
+        fitted[spec["name"]] = model
         m = ranking_metrics(model, train, test, k=10, device=device)
         out[spec["name"]] = {"seed": split_seed, **{k: m[k] for k in METRICS}, "fit_s": fit_s, "tune_s": tune_s,
-                             "params": params, "grid_notes": notes}
+                             "params": params, "grid_notes": notes, "chapter": spec.get("chapter", "09_ranking")}
         if split_seed == args.seeds[0]:
             print(i1_line(spec["name"], m, fit_s) + f" tune_s={tune_s:.1f} params={params} {' '.join(notes)}",
                   flush=True)
@@ -155,7 +171,7 @@ def main(argv=None):
     records = []
     for name, rs in runs.items():
         first = rs[0]
-        rec = {"protocol": "I1", "model": name, "chapter": "09_ranking", **{k: first[k] for k in METRICS},
+        rec = {"protocol": "I1", "model": name, "chapter": first["chapter"], **{k: first[k] for k in METRICS},
                "fit_s": float(np.mean([r["fit_s"] for r in rs])), "device": str(device), "params": first["params"],
                "split_seeds": [r["seed"] for r in rs], "valid_seed": args.valid_seed, "runs": rs}
         for k in METRICS:

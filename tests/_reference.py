@@ -167,6 +167,25 @@ def read_delimited(data: bytes, sep: str, n_fields: int, header: bool, integer: 
     return rows
 
 
+RATING_LAYOUTS = {  # name -> (file name, separator, header line, rating range)
+    "u.data": ("u.data", "\t", None, (1, 5)),
+    "ratings.csv": ("ratings.csv", ",", "userId,movieId,rating,timestamp", (0.5, 5)),
+    "ml-100k.inter": ("ml-100k.inter", "\t", "user_id:token\titem_id:token\trating:float\ttimestamp:float", (1, 5)),
+}
+
+
+def read_ratings(data: bytes, layout: str) -> list[tuple]:
+    """A MovieLens ratings file of one of ``RATING_LAYOUTS``: (user, item, rating as float32, timestamp) rows."""
+    _, sep, header, scale = RATING_LAYOUTS[layout]
+    if header is not None:
+        first = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")[0]
+        if first != header:
+            raise Refused(1, "header")
+    rows = read_delimited(data, sep, 4, header is not None, integer=[0, 1, 3], decimal=[2],
+                          rating_range=scale, rating_col=2, pair=(0, 1))
+    return [(u, i, float(np.float32(r)), t) for u, i, r, t in rows]
+
+
 # -- corruptions ---------------------------------------------------------------------------------------------------
 ALPHABET = b"0123456789,:-\n\r\t .|x\x00\xe9\"NULL"
 MUTATIONS = ("flip", "delete", "insert", "delete_line", "duplicate_line", "swap_lines", "truncate", "repeat_block")

@@ -157,10 +157,7 @@ def mfkit_titles(path):
     return {int(m): (None if pd.isna(y) else int(y), title) for m, y, title in zip(t.index, t["year"], t["title"])}
 
 
-LAYOUTS = {"u.data": ("u.data", "\t", None, (1, 5)),
-           "ratings.csv": ("ratings.csv", ",", "userId,movieId,rating,timestamp", (0.5, 5)),
-           "ml-100k.inter": ("ml-100k.inter", "\t",
-                             "user_id:token\titem_id:token\trating:float\ttimestamp:float", (1, 5))}
+LAYOUTS = ref.RATING_LAYOUTS
 
 
 def mfkit_ratings(folder, layout):
@@ -168,17 +165,6 @@ def mfkit_ratings(folder, layout):
               "ml-100k.inter": read_recbole_100k}[layout]
     f = reader(folder).to_frame()
     return list(zip(f["user"].tolist(), f["item"].tolist(), f["rating"].tolist(), f["timestamp"].tolist()))
-
-
-def reference_ratings(data, layout):
-    _, sep, header, scale = LAYOUTS[layout]
-    if header is not None:
-        first = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")[0]
-        if first != header:
-            raise ref.Refused(1, "header")
-    rows = ref.read_delimited(data, sep, 4, header is not None, integer=[0, 1, 3], decimal=[2],
-                              rating_range=scale, rating_col=2, pair=(0, 1))
-    return [(u, i, float(np.float32(r)), t) for u, i, r, t in rows]
 
 
 def random_rating_rows(rng, layout):
@@ -232,7 +218,7 @@ def file_cases(census: Census, tmp: Path, per_kind: int, seed: int = 0) -> None:
                 data = ref.corrupt(data, ref.MUTATIONS[j % len(ref.MUTATIONS)], rng)
             path.write_bytes(data)
             census.file_case(category, lambda: mfkit_ratings(folder, layout),
-                             lambda: reference_ratings(data, layout), path, lambda got, exp: _assert_equal(got, exp))
+                             lambda: ref.read_ratings(data, layout), path, lambda got, exp: _assert_equal(got, exp))
 
 
 def _assert_equal(got, expected):

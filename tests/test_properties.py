@@ -59,21 +59,7 @@ def mfkit_ratings(folder: Path, layout: str) -> list[tuple]:
     return list(zip(f["user"].tolist(), f["item"].tolist(), f["rating"].tolist(), f["timestamp"].tolist()))
 
 
-LAYOUTS = {  # name -> (file name, separator, header line, rating range)
-    "u.data": ("u.data", "\t", None, (1, 5)),
-    "ratings.csv": ("ratings.csv", ",", "userId,movieId,rating,timestamp", (0.5, 5)),
-}
-
-
-def reference_ratings(data: bytes, layout: str) -> list[tuple]:
-    _, sep, header, scale = LAYOUTS[layout]
-    if header is not None:
-        first = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n").split("\n")[0]
-        if first != header:
-            raise ref.Refused(1, "header")
-    rows = ref.read_delimited(data, sep, 4, header is not None, integer=[0, 1, 3], decimal=[2],
-                              rating_range=scale, rating_col=2, pair=(0, 1))
-    return [(u, i, float(np.float32(r)), t) for u, i, r, t in rows]
+LAYOUTS = {name: ref.RATING_LAYOUTS[name] for name in ("u.data", "ratings.csv")}
 
 
 def check_same(read_mfkit, read_reference, path: Path, compare) -> str:
@@ -220,7 +206,7 @@ def test_ratings_corruption_reads_right_or_fails_clearly(rows, layout, mutation,
     folder.mkdir(exist_ok=True)
     path = folder / LAYOUTS[layout][0]
     path.write_bytes(data)
-    check_same(lambda: mfkit_ratings(folder, layout), lambda: reference_ratings(data, layout), path, same_rows)
+    check_same(lambda: mfkit_ratings(folder, layout), lambda: ref.read_ratings(data, layout), path, same_rows)
 
 
 # -- splits ------------------------------------------------------------------------------------------------------------

@@ -195,13 +195,18 @@ class FixedScores:
         return self.scores[users.cpu()]
 
 
-def test_sampled_metrics_rank_against_the_sampled_items_only():
-    # one user, 201 items scored by their index; the held-out item 0 scores 189.5: below items 190..200
+def _one_user_201_items():
+    """One user, 201 items scored by their index; the held-out item 0 scores 189.5 (below items 190..200); item 200
+    is the user's training item."""
     n = 201
     scores = np.arange(n, dtype=np.float32)[None, :].copy()
     scores[0, 0] = n - 11.5
     data = Interactions.from_raw(np.zeros(n, dtype=int), np.arange(n))
-    test, train = data.subset(np.arange(n) == 0), data.subset(np.arange(n) == 200)
+    return scores, data.subset(np.arange(n) == 0), data.subset(np.arange(n) == 200)
+
+
+def test_sampled_metrics_rank_against_the_sampled_items_only():
+    scores, test, train = _one_user_201_items()
     model = FixedScores(scores)
     full = ranking_metrics(model, train, test, k=10, device="cpu")
     assert full["hit_rate"] == 0.0  # 190..199 outrank it (200 is in train): rank 11
@@ -251,11 +256,7 @@ def test_fit_and_score_fits_in_place_and_adds_sampled_columns():
 
 
 def test_sampled_metrics_draws_repeat_the_single_draw_sequence():
-    n = 201
-    scores = np.arange(n, dtype=np.float32)[None, :].copy()
-    scores[0, 0] = n - 11.5
-    data = Interactions.from_raw(np.zeros(n, dtype=int), np.arange(n))
-    test, train = data.subset(np.arange(n) == 0), data.subset(np.arange(n) == 200)
+    scores, test, train = _one_user_201_items()
     many = sampled_ranking_metrics(FixedScores(scores), train, test, n_draws=4, seed=3, device="cpu")
     first = sampled_ranking_metrics(FixedScores(scores), train, test, seed=3, device="cpu")
     assert len(many["ndcg_draws"]) == 4 and many["ndcg_draws"][0] == pytest.approx(first["ndcg"])

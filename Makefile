@@ -7,7 +7,7 @@ export MFKIT_PROGRESS ?= 0
 export MFKIT_THREADS ?= 1
 export PYTHONHASHSEED = 0
 
-.PHONY: install book test unit nbval nbval-perturbed notebooks browser clean
+.PHONY: install book test unit nbval nbval-perturbed notebooks browser java clean
 
 # Notebook checks (CONTRIBUTING.md, "How a chapter is validated"): every chapter is re-run; a cell that raises fails
 # (its asserts check the numbers, with tolerances); printed output is compared only for cells whose first line is
@@ -32,7 +32,7 @@ book: install
 
 ## Every test: unit tests; the notebook checks twice (as they are, then perturbed: see NBVAL above);
 ## then the book is built and every page checked in headless Chromium (installed with apt-get when missing).
-test: install browser
+test: install browser java
 	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py
 	$(NBVAL) -n 2 --dist loadfile
 	MFKIT_THREADS=2 ATEN_CPU_CAPABILITY=default $(NBVAL)
@@ -47,6 +47,17 @@ browser:
 		echo "The browser test needs Chromium at /usr/bin/chromium and apt-get could not install it:" \
 		"run 'sudo apt-get install chromium' (Debian/Ubuntu) and re-run make test."; exit 1; }
 
+## Java 17+ for Spark (Chapter 8, mfkit.spark): Debian's headless runtime, installed with apt-get when `java` is
+## missing or older than 17 (pyspark itself comes from requirements.txt).
+java:
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1); \
+	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; } || { \
+		echo "Spark (Chapter 8) needs Java 17 or newer and apt-get could not install it: run" \
+		"'sudo apt-get install openjdk-17-jre-headless' (Debian/Ubuntu), or install a JDK 17+ and set JAVA_HOME."; \
+		exit 1; }; \
+	fi
+
 unit: install
 	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py
 
@@ -59,7 +70,7 @@ nbval-perturbed: install
 
 ## Re-execute the chapters in place (what is committed): `make notebooks NB=book/01_data_preparation.ipynb` for one.
 NB ?= book/*.ipynb
-notebooks: install
+notebooks: install java
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NB)
 
 clean:

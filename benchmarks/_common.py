@@ -42,6 +42,12 @@ N1          ``s_per_million`` (seconds per million ratings parsed),        ``rel
             ``peak_rss_gb`` (peak resident memory, GB), ``n_ratings``       same file, seconds)
 N2          ``rmse`` (probe), ``total_s`` (parse + train + score)          ``device``
 G1          ``s_per_epoch``                                               ``rmse`` (held-out), ``device``
+S1          ``measure`` (text), ``value``                                 ``baseline``, ``ratio``, ``target``,
+                                                                          ``met``
+N3          ``stage`` (text), ``time_s``, ``peak_rss_gb``                  ``rmse``, ``noise_floor``, ``target``,
+                                                                          ``met``, ``device``
+P1          ``measure`` (text), ``value`` (mfkit), ``peer`` (the other     ``target``, ``met``, ``device``
+            library), ``baseline`` (its figure), ``ratio`` (mfkit/peer)
 ==========  ===========================================================  ======================================
 
 Any record may also carry ``notes`` (a short string shown in the table, e.g. ``"k=64, 15 epochs"``) and other keys
@@ -128,6 +134,30 @@ def timed_fit(model, train):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return model, time.perf_counter() - t0
+
+
+def netflix_shaped(n_users: int, n_items: int, n_interactions: int, seed: int = 0):
+    """A random implicit matrix shaped like Netflix: log-normal activity per user, Zipf-like item popularity.
+
+    Pairs are drawn independently (user by activity, item by popularity), then de-duplicated, vectorised. Used by
+    ``implicit_ml100k.py --scale``, ``speed_vs_peers.py`` and ``spark_vs_mfkit.py`` (1% and 10% of Netflix's users
+    and ratings, all 17,770 items).
+    """
+    from mfkit.data import Interactions
+
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
+    popularity = rng.permutation(popularity)
+    user = rng.choice(n_users, size=n_interactions, p=activity / activity.sum()).astype(np.int64)
+    item = rng.choice(n_items, size=n_interactions, p=popularity / popularity.sum()).astype(np.int64)
+    key = np.unique(user * n_items + item)
+    return Interactions((key // n_items).astype(np.int32), (key % n_items).astype(np.int32), None,
+                        np.arange(n_users), np.arange(n_items), name="netflix-shaped")
+
+
+#: Netflix Prize shape: users, movies, ratings (Bennett & Lanning 2007).
+NETFLIX_USERS, NETFLIX_ITEMS, NETFLIX_RATINGS = 480_189, 17_770, 100_480_507
 
 
 # -- I1: top-10 ranking ------------------------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ import time
 
 import numpy as np
 import torch
-from _common import ALS_BASE, ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS, i1_line, i1_record, save_results, timed_fit
+from _common import (ALS_BASE, ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS, i1_line, i1_record, netflix_shaped, save_results,
+                     timed_fit)
 
 import mfkit
-from mfkit.data import Interactions, load_movielens_100k, stratified_item_split
+from mfkit.data import load_movielens_100k, stratified_item_split
 from mfkit.implicit import Popularity, WeightedMF, tune_weighted_mf
 from mfkit.metrics import ranking_metrics
 
@@ -53,22 +54,6 @@ def describe(params: dict | None) -> str:
 def plain_records(table) -> list[dict]:
     """A selection table as JSON-safe records (None, not NaN, where reg_scaling is None)."""
     return table.astype(object).where(table.notna(), None).to_dict("records")
-
-
-def netflix_shaped(n_users: int, n_items: int, n_interactions: int, seed: int = 0) -> Interactions:
-    """A random implicit matrix shaped like Netflix: log-normal activity per user, Zipf-like item popularity.
-
-    Pairs are drawn independently (user by activity, item by popularity), then de-duplicated, vectorised.
-    """
-    rng = np.random.default_rng(seed)
-    activity = rng.lognormal(0.0, 1.0, n_users)
-    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.9
-    popularity = rng.permutation(popularity)
-    user = rng.choice(n_users, size=n_interactions, p=activity / activity.sum()).astype(np.int64)
-    item = rng.choice(n_items, size=n_interactions, p=popularity / popularity.sum()).astype(np.int64)
-    key = np.unique(user * n_items + item)
-    return Interactions((key // n_items).astype(np.int32), (key % n_items).astype(np.int32), None,
-                        np.arange(n_users), np.arange(n_items), name="netflix-shaped")
 
 
 def scale_section(args, device) -> dict:

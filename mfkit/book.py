@@ -94,6 +94,24 @@ PROTOCOL_SPECS: dict[str, ProtocolSpec] = {
         optional=(Column("baseline", "baseline", "sig3"), Column("ratio", "ratio", "sig3"),
                   Column("target", "target", "text"), Column("met", "met", "text")),
     ),
+    "N3": ProtocolSpec(
+        "the full Netflix path on one machine (Chapter 8): each stage's wall time and peak resident memory, and the "
+        "probe RMSE next to the noise floor of the generating model",
+        required=(Column("stage", "stage", "text"), Column("time_s", "time (s)", "sig3"),
+                  Column("peak_rss_gb", "peak memory (GB)", "sig3")),
+        optional=(Column("rmse", "probe RMSE"), Column("noise_floor", "noise floor"),
+                  Column("target", "target", "text"), Column("met", "met", "text"),
+                  Column("device", "device", "text")),
+    ),
+    "P1": ProtocolSpec(
+        "the same fit in mfkit and in another library (Spark MLlib, implicit, Surprise): same data, rank, threads "
+        "and iterations, timed in one run; ratio = mfkit / other",
+        required=(Column("measure", "measure", "text"), Column("value", "mfkit", "sig3"),
+                  Column("peer", "other library", "text"), Column("baseline", "other", "sig3"),
+                  Column("ratio", "ratio", "sig3")),
+        optional=(Column("target", "target", "text"), Column("met", "met", "text"),
+                  Column("device", "device", "text")),
+    ),
 }
 
 _SURPRISE_HERE = "Surprise, E1 (seed 0)"
@@ -254,6 +272,8 @@ EXPECTED_SCRIPTS: dict[str, tuple[str, ...]] = {
     "I1": ("implicit_ml100k", "neural_ml100k", "ranking_ml100k"),
     "N1": ("netflix_parse",),
     "S1": ("serving",),
+    "N3": ("netflix_full",),
+    "P1": ("spark_vs_mfkit", "speed_vs_peers"),
 }
 
 PAYLOAD_KEYS = ("script", "command", "date", "machine", "modules", "modules_hash", "records")

@@ -143,11 +143,16 @@ class _RowGroups:
     def __init__(self, row: torch.Tensor, col: torch.Tensor, n_rows: int, n_cols: int,
                  max_elements: int = 2 ** 26):
         order = torch.argsort(row, stable=True)
-        self.order = order
-        self.row, self.col = row[order], col[order]
+        # int32 positions and indices where they fit: half the memory of int64 at Netflix size (Chapter 8); the
+        # sparse CSR products take int32 indices natively
+        small = len(order) < 2 ** 31 and n_cols < 2 ** 31
+        index_dtype = torch.int32 if small else torch.long
+        self.col = col[order].to(index_dtype)  # (the sorted rows are not kept: indptr says where each row starts)
+        self.order = order.to(index_dtype)
+        del order
         self.n_rows, self.n_cols = n_rows, n_cols
         self.counts = torch.bincount(row, minlength=n_rows)
-        self.indptr = torch.zeros(n_rows + 1, dtype=torch.long, device=row.device)
+        self.indptr = torch.zeros(n_rows + 1, dtype=index_dtype, device=row.device)
         self.indptr[1:] = torch.cumsum(self.counts, 0)
         self.max_elements = max_elements
 
@@ -156,11 +161,13 @@ class _RowGroups:
         for a in range(0, self.n_rows, step):
             yield a, min(a + step, self.n_rows)
 
-    def _sparse(self, a: int, b: int, values: torch.Tensor) -> torch.Tensor:
+    def _sparse(self, a: int, b: int, values: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """Rows ``a..b`` as a CSR matrix with ``values`` (in this object's order), or ones when ``values`` is None."""
         lo, hi = int(self.indptr[a]), int(self.indptr[b])
+        vals = torch.ones(hi - lo, dtype=like.dtype, device=like.device) if values is None else values[lo:hi]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch flags sparse CSR as beta; the products used here are stable
-            return torch.sparse_csr_tensor(self.indptr[a:b + 1] - lo, self.col[lo:hi], values[lo:hi],
+            return torch.sparse_csr_tensor(self.indptr[a:b + 1] - lo, self.col[lo:hi], vals,
                                            size=(b - a, self.n_cols))
 
     def normal_equations(self, a: int, b: int, x: torch.Tensor, y: torch.Tensor,
@@ -169,11 +176,10 @@ class _RowGroups:
         d = x.shape[1]
         if outer is None:
             outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), d * d)
-        ones = torch.ones(len(self.col), dtype=x.dtype, device=x.device)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            gram = (self._sparse(a, b, ones) @ outer).reshape(b - a, d, d)
-            rhs = self._sparse(a, b, y) @ x
+            gram = (self._sparse(a, b, None, x) @ outer).reshape(b - a, d, d)
+            rhs = self._sparse(a, b, y, x) @ x
         return gram, rhs
 
 
@@ -196,7 +202,7 @@ class BiasedMF(RatingMixin, Recommender):
       ``b_u += lr (e - reg_bias b_u)``, ``b_i += lr (e - reg_bias b_i)``, ``p_u += lr (e q_i - reg p_u)``,
       ``q_i += lr (e p_u - reg q_i)`` (``p_u`` and ``q_i`` updated simultaneously, from their old values, as in
       Surprise). A minibatch of ``batch_size`` ratings computes all its updates from the same values and adds them
-      with ``index_add_``; with ``batch_size=1`` this is exactly the per-rating loop (one rating at a time, in the
+      per row (scatter); with ``batch_size=1`` this is exactly the per-rating loop (one rating at a time, in the
       shuffled order). That is also the slowest setting — thousands of tiny tensor operations per epoch — so on
       real data use ``batch_size`` of 256 or more (the updates of one item within a batch then add up, so very large
       batches need a smaller ``lr``).
@@ -337,8 +343,11 @@ class BiasedMF(RatingMixin, Recommender):
         pred = self.predict(vu, vi).double().clamp(*self._rating_range)
         return float(torch.sqrt(torch.mean((pred - vr) ** 2)))
 
-    def _train_rmse(self, u, i, r) -> float:
-        return float(torch.sqrt(torch.mean((self.predict(u, i).double() - r.double()) ** 2)))
+    def _train_rmse(self, u, i, r, block: int = 1 << 22) -> float:
+        # in blocks: at 100M ratings one gather of (n, k) factors would take gigabytes (Chapter 8)
+        squared = sum(float(((self.predict(u[s:s + block], i[s:s + block]).double() - r[s:s + block].double())
+                             ** 2).sum()) for s in range(0, len(r), block))
+        return (squared / max(len(r), 1)) ** 0.5
 
     def _params(self) -> list[torch.Tensor]:
         return [self.user_bias_, self.item_bias_, self.user_factors_, self.item_factors_]
@@ -359,21 +368,34 @@ class BiasedMF(RatingMixin, Recommender):
     def _sgd_epoch(self, u, i, r, dev) -> float:
         lr, reg = self.lr, self.reg
         reg_b = self.reg if self.reg_bias is None else self.reg_bias
-        mu = self.global_mean_
         bu, bi, p, q = self._params()
-        squared = torch.zeros((), dtype=torch.float64, device=dev)
-        for idx in minibatches(len(r), int(self.batch_size), dev, generator=self._shuffle_gen, shuffle=self.shuffle):
-            uu, ii = u[idx], i[idx]
-            bu_b, bi_b, pu, qi = bu[uu], bi[ii], p[uu], q[ii]
-            err = r[idx] - (mu + bu_b + bi_b + (pu * qi).sum(1))
-            squared += (err.double() ** 2).sum()
-            # all updates of the batch come from the values before the batch, then add up per row
-            bu.index_add_(0, uu, lr * (err - reg_b * bu_b))
-            bi.index_add_(0, ii, lr * (err - reg_b * bi_b))
-            p.index_add_(0, uu, lr * (err[:, None] * qi - reg * pu))
-            q.index_add_(0, ii, lr * (err[:, None] * pu - reg * qi))
+        n, size = len(r), int(self.batch_size)
+        # One gather of the epoch's order, then every batch is a slice (a view): the per-batch Python and kernel
+        # launches are what an epoch of small batches costs, so each batch runs as few operations as possible.
+        order = minibatches(n, n, dev, generator=self._shuffle_gen, shuffle=self.shuffle)
+        if n and self.shuffle:
+            u, i, r = u[order[0]], i[order[0]], r[order[0]]
+        centred = r - self.global_mean_
+        errors = torch.empty_like(centred)
+        k = p.shape[1]
+        for start in range(0, n, size):
+            uu, ii = u[start:start + size], i[start:start + size]
+            # index_select and scatter_add_ rather than p[uu] and index_add_: the same values, several times
+            # faster on a CPU for rows of k floats (index_add_ adds row by row)
+            bu_b, bi_b = bu.index_select(0, uu), bi.index_select(0, ii)
+            pu, qi = p.index_select(0, uu), q.index_select(0, ii)
+            # e = r − (μ + b_u + b_i + p_u·q_i)
+            err = torch.sub(centred[start:start + size], torch.linalg.vecdot(pu, qi)).sub_(bu_b).sub_(bi_b)
+            errors[start:start + size] = err
+            # all updates of the batch come from the values before the batch, then add up per row:
+            # b += lr (e − λ_b b), p_u += lr e q_i − lr λ p_u, q_i += lr e p_u − lr λ q_i
+            bu.index_add_(0, uu, torch.add(err, bu_b, alpha=-reg_b), alpha=lr)
+            bi.index_add_(0, ii, torch.add(err, bi_b, alpha=-reg_b), alpha=lr)
+            step = err.mul_(lr)[:, None]
+            p.scatter_add_(0, uu[:, None].expand(-1, k), torch.mul(qi, step).add_(pu, alpha=-lr * reg))
+            q.scatter_add_(0, ii[:, None].expand(-1, k), pu.mul_(step).add_(qi, alpha=-lr * reg))
         # RMSE of the errors met during the pass (before each update): free, and NaN as soon as anything diverges
-        return float(torch.sqrt(squared / len(r)))
+        return float(torch.sqrt((errors.double() ** 2).sum() / n))
 
     # -- method="als" ------------------------------------------------------------------------------------------------
     def _als_half(self, groups: _RowGroups, row_idx, col_idx, r, own_bias, own_factors, other_bias, other_factors):
@@ -382,7 +404,7 @@ class BiasedMF(RatingMixin, Recommender):
         k = own_factors.shape[1]
         dev, dt = own_factors.device, own_factors.dtype
         x = torch.cat([torch.ones(len(other_bias), 1, dtype=dt, device=dev), other_factors], 1)  # [1, q_j]
-        y = (r - self.global_mean_ - other_bias[col_idx])[groups.order]
+        y = other_bias[col_idx].neg_().add_(r).sub_(self.global_mean_)[groups.order]  # in place: 100M at Netflix
         penalty = torch.full((k + 1,), float(self.reg), dtype=dt, device=dev)
         penalty[0] = reg_b
         outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)

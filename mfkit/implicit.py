@@ -320,34 +320,65 @@ def _cg_rows(other: torch.Tensor, R: torch.Tensor, X: torch.Tensor, unobserved_w
     Feedback Collaborative Filtering"; the ``implicit`` library's default ALS solver).
     """
     gram = unobserved_weight * (other.T @ other)
+    lam = None
+    if len(row_lambda) and bool(row_lambda.min() == row_lambda.max()):
+        gram.diagonal().add_(row_lambda[0])  # one λ for every row (no reg_scaling): λI joins the Gram matrix
+    else:
+        lam = row_lambda[:, None]
     other_t = other.T.contiguous()
+    other_scaled = other * (1.0 - unobserved_weight)
+    _cg_block(other, other_t, other_scaled, gram, R, X, lam, unobserved_weight, steps)
 
-    lam = row_lambda[:, None]
 
-    def matvec(P):
-        dots = torch.sparse.sampled_addmm(R, P, other_t, beta=0.0)   # v_iᵀ p_u on the observed cells
-        out = (dots @ other).mul_(1.0 - unobserved_weight)
-        return out.addmm_(P, gram).addcmul_(lam, P)
+def _cg_block(other, other_t, other_scaled, gram, R, X, lam, unobserved_weight: float, steps: int) -> None:
+    """The conjugate-gradient steps of :func:`_cg_rows` for the rows of ``R`` (and ``X``, updated in place).
 
-    residual = R @ other - matvec(X)
+    Written for any range of rows (a block of ``R`` and the matching rows of ``X``), though ``_cg_rows`` passes all
+    of them: solving blocks in Python threads of one torch thread each was measured and was slower on two cores
+    (1.6 × ``implicit``'s sweep at 10% of Netflix's shape against 0.8 × with torch's two threads).
+
+    ``gram`` is ``w·GᵀG`` plus ``λI`` when ``lam`` is None (one λ for all rows), else ``lam`` holds each row's λ.
+    Every step is a few whole-matrix operations, each one pass over memory: a sampled product for the ``v_iᵀp_u``
+    of the observed cells, a sparse-dense product, and the vector updates in place.
+    """
+    # The first sampled product allocates the sparse result; the others write into its values (``out=``), which
+    # skips the copy of the index arrays that a fresh result costs (a third of the sampled product on a CPU).
+    dots = torch.sparse.sampled_addmm(R, X, other_t, beta=0.0)          # v_iᵀ x_u on the observed cells
+    # the residual b − A x in ONE sparse product: Σ_{i∈O_u} v_i − (1 − w) Σ_{i∈O_u} v_i (v_iᵀ x_u) has the
+    # values 1 − (1 − w)·v_iᵀx_u on the observed cells (two sparse products before)
+    dots.values().mul_(-(1.0 - unobserved_weight)).add_(1.0)
+    residual = torch.mm(dots, other).addmm_(X, gram, alpha=-1.0)
+    if lam is not None:
+        residual.addcmul_(lam, X, value=-1.0)
     direction = residual.clone()
-    rs = (residual * residual).sum(1)
-    for _ in range(steps):
-        Ap = matvec(direction)
-        pAp = (direction * Ap).sum(1)
-        alpha = torch.where(pAp > 0, rs / pAp.clamp_min(torch.finfo(X.dtype).tiny), torch.zeros_like(rs))
+    rs = torch.linalg.vecdot(residual, residual)
+    for step in range(steps):
+        torch.sparse.sampled_addmm(R, direction, other_t, beta=0.0, out=dots)   # v_iᵀ p_u
+        Ap = torch.mm(dots, other_scaled).addmm_(direction, gram)
+        if lam is not None:
+            Ap.addcmul_(lam, direction)
+        pAp = torch.linalg.vecdot(direction, Ap)
+        alpha = torch.where(pAp > 0, rs / pAp, 0.0)   # pAp ≤ 0 only where the direction vanished (or A is indefinite)
         X.addcmul_(alpha[:, None], direction)
+        if step == steps - 1:  # the last step needs no new residual or direction
+            break
         residual.addcmul_(alpha[:, None], Ap, value=-1.0)
-        rs_new = (residual * residual).sum(1)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(torch.finfo(X.dtype).tiny), torch.zeros_like(rs))
-        direction = direction.mul_(beta[:, None]).add_(residual)
+        rs_new = torch.linalg.vecdot(residual, residual)
+        beta = torch.where(rs > 0, rs_new / rs, 0.0)
+        torch.addcmul(residual, direction, beta[:, None], out=direction)
         rs = rs_new
 
 
-def _sparse_gram_loss(U, V, R, unobserved_weight, reg, user_reg, item_reg) -> float:
-    """:func:`weighted_loss_gram` (mean) as a float, the ``u·v`` of observed cells by a sampled product (no gather)."""
+def _sparse_gram_loss(U, V, R, unobserved_weight, reg, user_reg, item_reg, out=None) -> float:
+    """:func:`weighted_loss_gram` (mean) as a float, the ``u·v`` of observed cells by a sampled product (no gather).
+
+    ``out``: a sparse tensor of ``R``'s pattern to write the products into (no new index arrays each call).
+    """
     with torch.no_grad():
-        x = torch.sparse.sampled_addmm(R, U, V.T.contiguous(), beta=0.0).values()
+        if out is None:
+            x = torch.sparse.sampled_addmm(R, U, V.T.contiguous(), beta=0.0).values()
+        else:
+            x = torch.sparse.sampled_addmm(R, U, V.T.contiguous(), beta=0.0, out=out).values()
         total = (((1.0 - x) ** 2 - unobserved_weight * x ** 2).sum()
                  + unobserved_weight * ((U.T @ U) * (V.T @ V)).sum() + _regulariser(U, V, reg, user_reg, item_reg))
         return float(total) / (U.shape[0] * V.shape[0])
@@ -541,6 +572,7 @@ class WeightedMF(Recommender):
             solve_users = lambda: _cg_rows(V, R, U, w, user_lambda, self.cg_steps)  # noqa: E731
             solve_items = lambda: _cg_rows(U, Rt, V, w, item_lambda, self.cg_steps)  # noqa: E731
         self.user_factors_, self.item_factors_ = U, V
+        loss_dots = R.clone()  # the training loss's products, written in place after every sweep
 
         def sweep(epoch):
             solve_users()
@@ -552,7 +584,8 @@ class WeightedMF(Recommender):
 
         self.history_ = epoch_loop(
             sweep, self.n_epochs, evaluate=evaluate, patience=patience, snapshot=lambda: (U.clone(), V.clone()),
-            restore=restore, measure=lambda epoch: _sparse_gram_loss(U, V, R, w, self.reg, user_reg, item_reg),
+            restore=restore,
+            measure=lambda epoch: _sparse_gram_loss(U, V, R, w, self.reg, user_reg, item_reg, loss_dots),
             device=U.device, show_progress=self.show_progress, desc="WeightedMF als", unit="sweep",
             divergence_hint="Raise reg (the k × k systems may be near-singular) or check unobserved_weight.")
 

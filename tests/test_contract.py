@@ -24,6 +24,7 @@ from mfkit.implicit import Popularity, WeightedMF
 from mfkit.metrics import ranking_metrics
 from mfkit.neural import NCF, TwoTower
 from mfkit.ranking import BPR, EASE, ConfidenceMF, ItemKNN
+from mfkit.spark import SparkALS
 from mfkit.training import DivergenceError
 
 
@@ -63,6 +64,7 @@ CASES = {
     "ItemKNN": Case(lambda **kw: ItemKNN(n_neighbors=5, **kw)),
     "EASE": Case(lambda **kw: EASE(reg=50.0, **kw)),
     "ConfidenceMF": Case(lambda **kw: ConfidenceMF(n_factors=4, n_epochs=3, confidence="rating", **kw), "rating"),
+    "SparkALS": Case(lambda **kw: SparkALS(n_factors=4, n_epochs=3, implicit_prefs=True, **kw)),
 }
 
 N_USERS, N_ITEMS = 40, 30

@@ -290,6 +290,35 @@ def test_conjugate_gradient_half_sweep_reaches_the_cholesky_solution(device):
     assert float((one_step - exact).norm()) < float((U - exact).norm())  # each step gets closer
 
 
+@pytest.mark.parametrize("uniform_lambda", [True, False])
+def test_conjugate_gradient_with_one_or_per_row_lambda_reaches_the_cholesky_solution(uniform_lambda):
+    """One λ for all rows joins the Gram matrix; per-row λ is added row by row: the same systems either way."""
+    from mfkit.implicit import _cg_rows, _sparse_ones
+
+    U, V, R, user, item = random_problem(n_users=40, n_items=13, k=3, density=0.35)
+    row_lambda = (torch.full((U.shape[0],), 0.7, dtype=U.dtype) if uniform_lambda
+                  else torch.linspace(0.2, 1.0, U.shape[0], dtype=U.dtype))
+    exact = U.clone()
+    _solve_rows(V, _PaddedRows(user.numpy(), item.numpy(), U.shape[0], V.shape[0], "cpu", budget=1000), exact, 0.1,
+                row_lambda)
+    csr = _sparse_ones(user.numpy(), item.numpy(), U.shape[0], V.shape[0], "cpu", U.dtype)
+    _cg_rows(V, csr, U, 0.1, row_lambda, steps=3)
+    torch.testing.assert_close(U, exact, rtol=1e-8, atol=1e-10)
+
+
+def test_cg_als_with_two_threads_matches_one_thread():
+    from mfkit.utils import cpu_threads
+
+    train, _ = block_data()
+    common = dict(n_factors=4, unobserved_weight=0.1, reg=0.5, n_epochs=4, als_method="cg", device="cpu")
+    with cpu_threads(1):
+        one = WeightedMF(**common).fit(train)
+    with cpu_threads(2):
+        two = WeightedMF(**common).fit(train)
+    np.testing.assert_allclose(one.history_.loss, two.history_.loss, rtol=1e-5)
+    torch.testing.assert_close(one.user_factors_, two.user_factors_, rtol=1e-4, atol=1e-5)
+
+
 def test_cg_als_decreases_the_loss_and_learns(device):
     train, test = block_data()
     model = WeightedMF(n_factors=4, unobserved_weight=0.1, reg=0.5, n_epochs=8, als_method="cg", device=device)

@@ -28,7 +28,8 @@ from ._io import data_home
 from ._netflix_ratings import NetflixRatings
 
 __all__ = ["NetflixGroundTruth", "simulate_netflix", "generate_netflix_sample", "netflix_sample_dir",
-           "netflix_sample_truth", "SAMPLE_DEFAULTS"]
+           "netflix_sample_truth", "SAMPLE_DEFAULTS", "NETFLIX_SHAPE", "NetflixModel", "generate_netflix_full",
+           "netflix_full_truth", "netflix_full_dir"]
 
 # The default sample: ~150k ratings, parsed and trained on in seconds.
 SAMPLE_DEFAULTS = dict(n_users=3000, n_movies=600, n_factors=8, ratings_per_user=50, noise_std=0.5, seed=0)
@@ -419,6 +420,354 @@ def netflix_sample_dir(cache_dir=None) -> Path:
             os.replace(tmp, target)
         except OSError:
             if not (target / ".complete").exists():  # not a concurrent writer finishing first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Full Netflix shape, streamed: the model in memory, the ratings drawn and written movie range by movie range
+# ---------------------------------------------------------------------------------------------------------------------
+#: The size of the real Netflix Prize training data (Bennett & Lanning 2007): users, movies, ratings.
+NETFLIX_SHAPE = dict(n_users=480_189, n_movies=17_770, n_ratings=100_480_507)
+FULL_DEFAULTS = dict(n_factors=3, noise_std=0.9, user_sigma=1.1, movie_sigma=1.8, probe_frac=0.014, seed=0)
+_TRUTH_FILE = "mfkit_truth.npz"
+
+
+@dataclass
+class NetflixModel:
+    """The planted model of :func:`generate_netflix_full` (no ratings: those are only in the files).
+
+    Attributes are those of :class:`NetflixGroundTruth` without the written lines: ``user_ids``, ``movie_ids``,
+    ``global_mean``, ``user_bias``, ``item_bias``, ``user_factors``, ``item_factors``, ``noise_std``, plus
+    ``join_day`` (each user's first possible rating day, days since 1970-01-01).
+    """
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    global_mean: float
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    noise_std: float
+    join_day: np.ndarray | None = None
+
+    def predict(self, users, movies) -> np.ndarray:
+        """:math:`\\mu + b_u + b_i + p_u^\\top q_i` (before noise, rounding and clipping) for raw ids."""
+        u = np.searchsorted(self.user_ids, np.asarray(users))
+        i = np.searchsorted(self.movie_ids, np.asarray(movies))
+        return _model(self.global_mean, self.user_bias, self.item_bias, self.user_factors, self.item_factors, u, i)
+
+    def save(self, path) -> None:
+        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+
+    @classmethod
+    def load(cls, path) -> "NetflixModel":
+        with np.load(path) as z:
+            d = {k: z[k] for k in z.files}
+        d["global_mean"], d["noise_std"] = float(d["global_mean"]), float(d["noise_std"])
+        return cls(**d)
+
+
+class _Alias:
+    """Walker's alias table: O(1) draws from a fixed discrete distribution (vectorised)."""
+
+    def __init__(self, p: np.ndarray):
+        n = len(p)
+        prob = np.asarray(p, dtype=np.float64) * n / np.sum(p)
+        alias = np.arange(n, dtype=np.int64)
+        small = list(np.flatnonzero(prob < 1.0))
+        large = list(np.flatnonzero(prob >= 1.0))
+        while small and large:  # O(n) Python loop, run once per data set (n = 480k users: well under a second)
+            s, g = small.pop(), large[-1]
+            alias[s] = g
+            prob[g] -= 1.0 - prob[s]
+            if prob[g] < 1.0:
+                small.append(large.pop())
+        prob[large] = 1.0
+        prob[small] = 1.0
+        self.prob, self.alias = prob, alias
+
+    def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        j = rng.integers(0, len(self.prob), size)
+        return np.where(rng.random(size) < self.prob[j], j, self.alias[j])
+
+
+def _largest_remainder(total: int, w: np.ndarray) -> np.ndarray:
+    """Integer counts summing to ``total``, proportional to ``w`` (Hamilton's method)."""
+    x = total * w / w.sum()
+    c = np.floor(x).astype(np.int64)
+    rest = int(total - c.sum())
+    if rest:
+        c[np.argsort(c - x, kind="stable")[:rest]] += 1
+    return c
+
+
+def _full_plan(n_users, n_movies, n_ratings, n_factors, noise_std, user_sigma, movie_sigma, seed):
+    """The model and the per-movie rating counts (everything drawn before any rating)."""
+    rng = np.random.default_rng([seed, 0])
+    id_range = max(_MAX_CUSTOMER_ID, 2 * n_users)
+    user_ids = np.sort(rng.choice(id_range, size=n_users, replace=False) + 1).astype(np.int32)
+    movie_ids = np.arange(1, n_movies + 1, dtype=np.int32)
+    activity = rng.lognormal(0.0, user_sigma, n_users)
+    popularity = rng.lognormal(0.0, movie_sigma, n_movies)
+    # each movie rated by at most a quarter of the users, and expected to be rated at least a few times
+    cap = max(1.0, 0.25 * n_users)
+    for _ in range(50):
+        share = n_ratings * popularity / popularity.sum()
+        if share.max() <= cap * 1.0001:
+            break
+        popularity = np.minimum(popularity, popularity * cap / share)
+    popularity = np.maximum(popularity, popularity.sum() * min(5.0, n_ratings / n_movies / 4) / n_ratings)
+    counts = _largest_remainder(n_ratings - n_users, popularity)  # plus one "base" rating per user below
+    base_movie = _Alias(popularity).draw(rng, n_users)  # every user rates at least this movie
+    counts += np.bincount(base_movie, minlength=n_movies)
+    counts = np.minimum(counts, n_users)  # (only binds for tiny sizes)
+    mu = 3.6
+    bu = rng.normal(0.0, 0.35, n_users)
+    log_pop = np.log(popularity)
+    bi = rng.normal(0.0, 0.4, n_movies) + 0.15 * (log_pop - log_pop.mean()) / (log_pop.std() + 1e-12)
+    scale = (0.3 / n_factors) ** 0.25
+    P = rng.normal(0.0, scale, (n_users, n_factors))
+    Q = rng.normal(0.0, scale, (n_movies, n_factors))
+    join = rng.integers(_FIRST_DAY, _LAST_DAY - 30, n_users)
+    model = NetflixModel(user_ids, movie_ids, mu, bu, bi, P, Q, float(noise_std), join)
+    return model, activity, popularity, counts, base_movie
+
+
+def _movie_pairs(seed, c0, c1, counts, base_movie, alias, p_user, n_users):
+    """Users rating movies ``c0..c1-1`` (each movie exactly ``counts[m]`` distinct users, the base pairs kept),
+    in file order (by movie, shuffled within a movie), with their dates drawn by :func:`_movie_dates`."""
+    rng = np.random.default_rng([seed, 1, c0])
+    n_u = np.int64(n_users)
+    in_range = (base_movie >= c0) & (base_movie < c1)
+    base = (base_movie[in_range] - c0) * n_u + np.flatnonzero(in_range)
+    target = counts[c0:c1]
+    keys = np.sort(base)
+    for _ in range(200):
+        movie = keys // n_u
+        have = np.bincount(movie, minlength=c1 - c0)
+        deficit = target - have
+        if (deficit <= 0).all():
+            break
+        seen = np.bincount(movie, weights=p_user[keys % n_u], minlength=c1 - c0)
+        m = np.where(deficit > 0, np.ceil(1.1 * deficit / np.maximum(1.0 - seen, 0.02)) + 1, 0).astype(np.int64)
+        extra = np.repeat(np.arange(c1 - c0, dtype=np.int64), m) * n_u + alias.draw(rng, int(m.sum()))
+        keys = _unique(np.concatenate([keys, extra]))
+    else:
+        raise RuntimeError("could not draw enough distinct users per movie")
+    # keep the base pairs and a random subset of the others; order: movie, then a random key (a shuffle per movie)
+    prio = rng.random(len(keys))
+    prio[np.isin(keys, base, assume_unique=True)] = -1.0
+    movie = keys // n_u
+    order = np.lexsort((prio, movie))
+    starts = np.concatenate([[0], np.cumsum(np.bincount(movie, minlength=c1 - c0))[:-1]])
+    rank = np.arange(len(keys)) - starts[movie[order]]
+    kept = order[rank < target[movie[order]]]
+    kept = kept[np.lexsort((rng.random(len(kept)), movie[kept]))]
+    return movie[kept] + c0, keys[kept] % n_u, rng
+
+
+def _movie_dates(rng, user, join):
+    """Each rating's day: uniform between the user's join day and the end of the real range."""
+    j = join[user]
+    return (j + np.floor(rng.random(len(user)) * (_LAST_DAY + 1 - j))).astype(np.int32)
+
+
+def _chunks_by_count(counts: np.ndarray, per_chunk: int) -> list[tuple[int, int]]:
+    """Consecutive movie ranges holding about ``per_chunk`` ratings each."""
+    cum = np.cumsum(counts)
+    cuts = np.searchsorted(cum, np.arange(per_chunk, cum[-1], per_chunk), side="left") + 1
+    edges = _unique(np.concatenate([[0], cuts, [len(counts)]]))
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def generate_netflix_full(folder, scale: float = 1.0, n_factors: int = 3, noise_std: float = 0.9,
+                          user_sigma: float = 1.1, movie_sigma: float = 1.8, probe_frac: float = 0.014,
+                          seed: int = 0, chunk_ratings: int = 4_000_000, n_files: int = 4) -> NetflixModel:
+    """Write a data set of the full Netflix Prize shape (or ``scale`` of it) in the Kaggle format, streamed.
+
+    At ``scale=1`` it writes :data:`NETFLIX_SHAPE`: 480,189 users, 17,770 movies and 100,480,507 ratings in
+    ``combined_data_1..4.txt``, with ``probe.txt`` (about ``probe_frac`` of the ratings, from each user's three
+    latest days, as the real probe), ``qualifying.txt`` (unrated pairs dated after the user's last rating),
+    ``movie_titles.csv`` and the planted model in ``mfkit_truth.npz`` (see :func:`netflix_full_truth`). Smaller
+    ``scale`` keeps the 17,770 movies and the per-user distribution and scales users and ratings.
+
+    The model is that of :func:`generate_netflix_sample` (biased MF with Gaussian noise, rounded and clipped to
+    1..5); activity and popularity are log-normal (``user_sigma``, ``movie_sigma``). At full size the median user
+    rates 129 movies against a mean of 209 (real data: 96 and 209), every user at least one, every movie at least
+    a few, and no movie is rated by more than a quarter of the users (the real top movie: about half). The
+    defaults plant rank 3 with noise 0.9, so that the noise floor sits near the best real Netflix RMSEs
+    (about 0.86).
+
+    Memory stays bounded: only the model (O(users + movies)) and one movie range of about ``chunk_ratings``
+    ratings are held at a time. Two passes draw the same ranges from per-range seeds: the first finds each user's
+    latest dates (the probe candidates), the second writes. At full size: about 3 minutes of CPU time (6 minutes
+    wall on a shared 2-core machine), 1.2 GB peak resident memory, 2.1 GB of files.
+
+    Used by: Chapter 8 (``benchmarks/netflix_full.py`` and the chapter's slice). The small default sample of
+    :func:`netflix_sample_dir` is drawn by :func:`simulate_netflix` and does not change.
+
+    Returns
+    -------
+    NetflixModel
+        The planted model (also written to ``folder/mfkit_truth.npz``).
+    """
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale must lie in (0, 1], got {scale}")
+    n_movies = NETFLIX_SHAPE["n_movies"]
+    n_users = max(1, int(round(NETFLIX_SHAPE["n_users"] * scale)))
+    n_ratings = int(round(NETFLIX_SHAPE["n_ratings"] * scale))
+    if n_ratings < 2 * n_users or n_ratings < n_movies:
+        raise ValueError(f"scale={scale} is too small: {n_ratings} ratings for {n_users} users and {n_movies} "
+                         "movies (need at least 2 per user and 1 per movie)")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, activity, popularity, counts, base_movie = _full_plan(
+        n_users, n_movies, n_ratings, n_factors, noise_std, user_sigma, movie_sigma, seed)
+    p_user = activity / activity.sum()
+    alias = _Alias(p_user)
+    chunks = _chunks_by_count(counts, chunk_ratings)
+
+    # pass 1: each user's three latest (day, random tie-break) keys, merged chunk by chunk
+    top = np.full((n_users, 3), -1, dtype=np.int64)
+    n_rated = np.zeros(n_users, dtype=np.int64)
+    for c0, c1 in chunks:
+        movie, user, rng = _movie_pairs(seed, c0, c1, counts, base_movie, alias, p_user, n_users)
+        day = _movie_dates(rng, user, model.join_day)
+        key = (day.astype(np.int64) << 40) | (np.arange(len(user), dtype=np.int64) + (np.int64(c0) << 25))
+        n_rated += np.bincount(user, minlength=n_users)
+        o = np.lexsort((-key, user))  # this range's keys by user, latest first
+        us, ks = user[o], key[o]
+        starts = np.flatnonzero(np.r_[True, us[1:] != us[:-1]])
+        rank = np.arange(len(us)) - np.repeat(starts, np.diff(np.r_[starts, len(us)]))
+        new = np.full((n_users, 3), -1, dtype=np.int64)
+        new[us[rank < 3], rank[rank < 3]] = ks[rank < 3]
+        both = np.sort(np.concatenate([top, new], axis=1), axis=1)
+        top = both[:, :-4:-1].copy()  # the three largest, latest first
+    # probe: among each user's latest ratings (up to 3, always keeping one for training)
+    n_cand = np.minimum(3, n_rated - 1)
+    cand_mask = np.arange(3)[None, :] < n_cand[:, None]
+    cand = top[cand_mask]
+    rng = np.random.default_rng([seed, 2])
+    n_probe = min(len(cand), int(round(probe_frac * n_ratings)))
+    probe_keys = np.sort(rng.choice(cand, n_probe, replace=False))
+    last_day = (top[:, 0] >> 40).astype(np.int64)
+
+    # pass 2: the same ranges again, now with ratings, written as they come
+    # combined_data files: movie ranges holding similar numbers of ratings, as the four Kaggle files do
+    before = np.cumsum(counts) - counts
+    file_of = np.minimum(before * n_files // counts.sum(), n_files - 1)
+    files = {}
+    qual_rng = np.random.default_rng([seed, 3])
+    q_counts = _largest_remainder(2 * n_probe, popularity)
+    q_alias = alias
+    probe_file = open(folder / "probe.txt", "wb")
+    qual_file = open(folder / "qualifying.txt", "wb")
+    try:
+        for c0, c1 in chunks:
+            movie, user, rng = _movie_pairs(seed, c0, c1, counts, base_movie, alias, p_user, n_users)
+            day = _movie_dates(rng, user, model.join_day)
+            key = (day.astype(np.int64) << 40) | (np.arange(len(user), dtype=np.int64) + (np.int64(c0) << 25))
+            r = _model(model.global_mean, model.user_bias, model.item_bias, model.user_factors,
+                       model.item_factors, user, movie) + rng.normal(0.0, noise_std, len(user))
+            rating = np.clip(np.rint(r), 1, 5).astype(np.int8)
+            raw_user, raw_movie = model.user_ids[user], model.movie_ids[movie].astype(np.int64)
+            for f in np.unique(file_of[c0:c1]):
+                rows = np.flatnonzero(file_of[movie] == f)
+                if f not in files:
+                    files[f] = open(folder / f"combined_data_{f + 1}.txt", "wb")
+                _append_blocks(files[f], raw_movie[rows], lambda sl, rows=rows: [
+                    _digit_bytes(raw_user[rows][sl]), _const(sl.stop - sl.start, ","),
+                    ((rating[rows][sl].astype(np.uint8) + 48)[:, None], np.ones((sl.stop - sl.start, 1), bool)),
+                    _const(sl.stop - sl.start, ","), _date_bytes(day[rows][sl])])
+            pos = np.searchsorted(probe_keys, key)
+            is_probe = probe_keys[np.minimum(pos, len(probe_keys) - 1)] == key if len(probe_keys) else key < 0
+            pr = np.flatnonzero(is_probe)
+            if len(pr):
+                _append_blocks(probe_file, raw_movie[pr], lambda sl, pr=pr: [_digit_bytes(raw_user[pr][sl])])
+            # qualifying: unrated pairs of these movies, dated after the user's last rating
+            qn = q_counts[c0:c1]
+            qm = np.repeat(np.arange(c0, c1, dtype=np.int64), qn)
+            qu = q_alias.draw(qual_rng, len(qm))
+            rated = np.sort(movie.astype(np.int64) * n_users + user)
+            qk = qm * n_users + qu
+            hit = rated[np.minimum(np.searchsorted(rated, qk), len(rated) - 1)] == qk
+            qk = _unique(qk[~hit])
+            qm, qu = qk // n_users, qk % n_users
+            qo = np.lexsort((qual_rng.random(len(qm)), qm))
+            qm, qu = qm[qo], qu[qo]
+            qday = (last_day[qu] + np.floor(qual_rng.random(len(qu)) * (_LAST_DAY + 1 - last_day[qu]))).astype(
+                np.int32)
+            if len(qm):
+                q_raw_user = model.user_ids[qu]
+                _append_blocks(qual_file, model.movie_ids[qm].astype(np.int64), lambda sl: [
+                    _digit_bytes(q_raw_user[sl]), _const(sl.stop - sl.start, ","), _date_bytes(qday[sl])])
+    finally:
+        for f in files.values():
+            f.close()
+        probe_file.close()
+        qual_file.close()
+    titles = _titles(np.random.default_rng([seed, 4]), n_movies, model.movie_ids)
+    year = titles["year"].astype(object).where(titles["year"].notna(), "NULL").astype(str)
+    lines = titles.index.astype(str) + "," + year.to_numpy() + "," + titles["title"].to_numpy(dtype=str)
+    (folder / "movie_titles.csv").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    model.save(folder / _TRUTH_FILE)
+    return model
+
+
+def _append_blocks(f, movie: np.ndarray, make_fields, block: int = 1 << 20) -> None:
+    """:func:`_write_blocks` into an open file (rows sorted by movie; a movie never spans two calls)."""
+    bounds = np.flatnonzero(np.r_[True, movie[1:] != movie[:-1]])
+    s = 0
+    while s < len(movie):
+        k = np.searchsorted(bounds, s + block)
+        e = int(bounds[k]) if k < len(bounds) else len(movie)
+        f.write(_format_lines(movie[s:e], make_fields(slice(s, e))))
+        s = e
+
+
+def netflix_full_truth(folder) -> NetflixModel:
+    """The planted model that :func:`generate_netflix_full` wrote into ``folder`` (``mfkit_truth.npz``).
+
+    With :func:`mfkit.scale.noise_floor_rmse` it gives the noise floor on the probe pairs without holding the
+    ratings. Raises FileNotFoundError for a folder that the generator did not write (e.g. the real data).
+    """
+    path = Path(folder) / _TRUTH_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: only folders written by generate_netflix_full carry the "
+                                "planted model (the real Netflix data has no known ground truth)")
+    return NetflixModel.load(path)
+
+
+_FULL_VERSION = "2"  # bump when generate_netflix_full changes: cached folders are then regenerated
+
+
+def netflix_full_dir(scale: float = 1.0, cache_dir=None, **kwargs) -> Path:
+    """The folder of :func:`generate_netflix_full` at ``scale`` (default settings), written once into the cache.
+
+    Used by: Chapter 8 and ``benchmarks/netflix_full.py`` (generation is excluded from their timings). Other
+    settings of :func:`generate_netflix_full` may be passed; they become part of the folder's name.
+    """
+    extra = "".join(f"-{k}{v}" for k, v in sorted(kwargs.items()))
+    target = data_home(cache_dir) / f"netflix-full-v{_FULL_VERSION}-s{scale:g}{extra}"
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".netflix-full-", dir=target.parent))
+    try:
+        generate_netflix_full(tmp, scale=scale, **kwargs)
+        (tmp / ".complete").write_text("generated by mfkit.data.generate_netflix_full\n")
+        if (target / ".complete").exists():
+            return target
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / ".complete").exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

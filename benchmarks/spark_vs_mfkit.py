@@ -34,7 +34,7 @@ MODULES = ["mfkit/spark.py", "mfkit/implicit.py"]
 CHAPTER = "08_scaling"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[0.01, 0.1], help="fractions of Netflix's users")
     parser.add_argument("--factors", type=int, default=64)
@@ -43,7 +43,8 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--reg", type=float, default=0.1, help="Spark's regParam")
     parser.add_argument("--driver-memory", default="6g")
-    args = parser.parse_args()
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/spark_vs_mfkit.json")
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     spark = local_session(args.threads, driver_memory=args.driver_memory)
@@ -84,8 +85,9 @@ def main() -> None:
                                 "alpha": args.alpha, "reg": args.reg, "mfkit_params": mapped,
                                 "session_start_s": start_s, "driver_memory": args.driver_memory,
                                 "runs": runs}}
-    path = save_results("spark_vs_mfkit", records, MODULES, extra=extra)
-    print(f"saved {path}")
+    if not args.no_save:
+        path = save_results("spark_vs_mfkit", records, MODULES, extra=extra)
+        print(f"saved {path}")
 
 
 if __name__ == "__main__":

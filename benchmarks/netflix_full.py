@@ -127,16 +127,17 @@ def main(argv=None) -> dict:
                "n_train": len(train), "n_probe": len(test), "factors": k, "threads": args.threads,
                "device": dev, "biased_sweeps": args.biased_sweeps, "reg": args.reg,
                "implicit_sweeps": args.implicit_sweeps, "probe_rmse": scores["rmse"], "probe_mae": scores["mae"],
-               "noise_floor": floor, "rmse_over_floor": ratio, "best_possible_rmse": best, "top10_probe_recall": float(hits.mean()),
+               "noise_floor": floor, "rmse_over_floor": ratio, "best_possible_rmse": best,
+               "top10_probe_recall": float(hits.mean()),
                "total_s": total, "peak_rss_gb": peak, "targets_met": met, "generate_s": generate_s,
                "generated": args.netflix_dir is None and not os.environ.get("MFKIT_NETFLIX_DIR"),
                "targets": TARGETS,
                "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-    model_name = f"mfkit, {n_ratings:,} ratings, k={k}"
+    model_name = "mfkit"
     records = []
     for row in stages.to_dict("records"):
         rec = {"protocol": "N3", "model": model_name, "chapter": "08_scaling", "stage": row["stage"],
-               "time_s": row["seconds"], "peak_rss_gb": row["peak_rss_gb"], "device": dev}
+               "time_s": row["seconds"], "peak_rss_gb": row["peak_rss_gb"], **({} if dev == "cpu" else {"device": dev})}
         if row["stage"] == "score_probe":
             rec["rmse"] = scores["rmse"]
             if floor is not None:
@@ -145,8 +146,8 @@ def main(argv=None) -> dict:
     records.append({"protocol": "N3", "model": model_name, "chapter": "08_scaling",
                     "stage": "end to end (generation excluded)", "time_s": total, "peak_rss_gb": peak,
                     "rmse": scores["rmse"], **({} if floor is None else {"noise_floor": floor}),
-                    "target": "<= 600 s, <= 8 GB, RMSE <= 1.03 x floor", "met": "yes" if met else "no",
-                    "device": dev, "notes": notes})
+                    "target": "≤ 600 s, ≤ 8 GB, RMSE ≤ 1.03 × floor", "met": "yes" if met else "no",
+                    **({} if dev == "cpu" else {"device": dev}), "notes": notes})
     if not args.no_save:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from _common import save_results

@@ -64,14 +64,17 @@ def best_of(reps: int, fns: dict) -> dict:
     return out
 
 
-def p1_record(measure, value, peer, baseline, target=None, device="cpu", **extra) -> dict:
+def p1_record(model, measure, value, peer, baseline, target=None, notes="", **extra) -> dict:
+    """One P1 record (CPU only: the machine line of the results page says which CPU); printed as one line."""
     ratio = value / baseline
-    rec = {"protocol": "P1", "model": measure.split(":")[0], "chapter": extra.pop("chapter"), "measure": measure,
-           "value": float(value), "peer": peer, "baseline": float(baseline), "ratio": float(ratio),
-           "device": device, **extra}
+    rec = {"protocol": "P1", "model": model, "chapter": extra.pop("chapter"), "measure": measure,
+           "value": float(value), "peer": peer, "baseline": float(baseline), "ratio": float(ratio), **extra}
+    if notes:
+        rec["notes"] = notes
     if target is not None:
         rec["target"], rec["met"] = f"≤ {target:g}", "yes" if ratio <= target else "no"
-    print(f"P1 {measure}: mfkit={value:.4g} {peer}={baseline:.4g} ratio={ratio:.3g}"
+    print(f"P1 {model}: {measure}{', ' + notes if notes else ''}: mfkit={value:.4g} {peer}={baseline:.4g} "
+          f"ratio={ratio:.3g}"
           + ("" if target is None else f" (target ≤ {target:g}: {rec['met']})"), flush=True)
     return rec
 
@@ -87,6 +90,7 @@ def als_section(frac: float, args, records: list[dict]) -> None:
     user, item = _unique_pairs(data)
     csr = sp.csr_matrix((np.full(len(user), ALPHA, dtype=np.float32), (user, item)), shape=(data.n_users, data.n_items))
     shape = f"{frac:g} Netflix ({data.n_users:,} x {data.n_items:,}, {len(user):,} interactions), k={k}"
+    size, notes = f"{frac:.0%} of Netflix", f"{data.n_users:,} × {data.n_items:,}, {len(user):,} interactions, k = {k}"
     print(f"ALS {shape}, threads={args.threads}, w={1 / ALPHA:g}, reg={LAMBDA / ALPHA:g}", flush=True)
     params = dict(n_factors=k, unobserved_weight=1.0 / ALPHA, reg=LAMBDA / ALPHA, solver="als", cg_steps=3,
                   show_progress=False, device="cpu", random_state=0)
@@ -134,17 +138,17 @@ def als_section(frac: float, args, records: list[dict]) -> None:
             methods.append("cholesky")
         peer = f"implicit {_version('implicit')} (CG)"
         for method in methods:
-            name = f"Weighted MF, ALS {method}"
+            name = f"weighted MF, ALS ({'CG' if method == 'cg' else 'Cholesky'})"
             extra = dict(chapter="02_weighted_mf", shape=shape, threads=args.threads, sweeps=sweeps)
             if sweeps == 1:
-                records.append(p1_record(f"{name}: one sweep (s), {shape}", res[method]["sweep_s"], peer,
+                records.append(p1_record(name, f"one sweep (s), {size}", res[method]["sweep_s"], peer,
                                          res["implicit"]["sweep_s"],
-                                         1.0 if method == "cg" and frac == 0.1 else None, **extra))
+                                         1.0 if method == "cg" and frac == 0.1 else None, notes, **extra))
             else:
-                records.append(p1_record(f"{name}: fit, {sweeps} sweeps, setup included (s), {shape}",
-                                         res[method]["fit_s"], peer, res["implicit"]["fit_s"], **extra))
-                records.append(p1_record(f"{name}: objective after {sweeps} sweeps (mean), {shape}",
-                                         res[method]["loss"], peer, res["implicit"]["loss"], **extra))
+                records.append(p1_record(name, f"fit, {sweeps} sweeps, setup and mfkit's loss included (s), {size}",
+                                         res[method]["fit_s"], peer, res["implicit"]["fit_s"], notes=notes, **extra))
+                records.append(p1_record(name, f"objective after {sweeps} sweeps, {size}",
+                                         res[method]["loss"], peer, res["implicit"]["loss"], notes=notes, **extra))
 
 
 # -- SGD against Surprise ----------------------------------------------------------------------------------------------
@@ -183,17 +187,17 @@ def sgd_section(args, records: list[dict]) -> None:
     res = best_of(args.reps, {"surprise": run_surprise, "same": run_mfkit(same), "chapter6": run_mfkit(CHAPTER6)})
     s = res["surprise"]
     print(f"SGD E1 seed 0: Surprise SVD defaults fit {s['fit_s']:.3f} s, test RMSE {s['rmse']:.4f}", flush=True)
-    for key, label, settings in (("same", f"Biased MF, SGD, Surprise's settings, batch {args.sgd_batch}", same),
-                                 ("chapter6", "Biased MF, SGD, Chapter 6's settings", CHAPTER6)):
+    for key, label, settings in (("same", f"biased MF, SGD (Surprise's settings, batch {args.sgd_batch})", same),
+                                 ("chapter6", "biased MF, SGD (Chapter 6's settings)", CHAPTER6)):
         m = res[key]
         extra = dict(chapter="06_svd_sgd", settings=settings, curve=m["curve"])
-        records.append(p1_record(f"{label}: fit (s), E1 seed 0", m["train_s"], peer, s["fit_s"], **extra))
-        records.append(p1_record(f"{label}: test RMSE, E1 seed 0", m["rmse"], peer, s["rmse"], **extra))
+        records.append(p1_record(label, "fit (s), E1 seed 0", m["train_s"], peer, s["fit_s"], **extra))
+        records.append(p1_record(label, "test RMSE, E1 seed 0", m["rmse"], peer, s["rmse"], **extra))
         reach = next((t for t, rmse in m["curve"] if rmse <= s["rmse"]), None)
         if reach is None:
             print(f"P1 {label}: never reaches Surprise's test RMSE {s['rmse']:.4f} in {len(m['curve'])} epochs")
         else:
-            records.append(p1_record(f"{label}: training time to reach Surprise's test RMSE (s), E1 seed 0", reach,
+            records.append(p1_record(label, "training time to reach Surprise's test RMSE (s), E1 seed 0", reach,
                                      peer, s["fit_s"], 1.0 if key == "chapter6" else None, **extra))
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,9 @@ _MAX_CUSTOMER_ID = 2_649_429
 
 
 @dataclass
-class NetflixGroundTruth:
-    """Everything :func:`generate_netflix_sample` drew: the model and every line it wrote.
+class NetflixModel:
+    """A planted biased-MF model: what :func:`generate_netflix_full` keeps (its ratings are only in the files), and
+    the model part of :class:`NetflixGroundTruth`.
 
     Attributes
     ----------
@@ -52,6 +53,47 @@ class NetflixGroundTruth:
         Raw MovieIDs ``1..n_movies``; row ``j`` of ``item_factors``/``item_bias`` belongs to ``movie_ids[j]``.
     global_mean, user_bias, item_bias, user_factors, item_factors, noise_std
         The model :math:`\\mu + b_u + b_i + p_u^\\top q_i` and the noise level :math:`\\sigma`.
+    join_day : np.ndarray or None
+        Each user's first possible rating day (days since 1970-01-01), for the full-shape generator.
+    """
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray
+    global_mean: float
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    noise_std: float
+    join_day: np.ndarray | None = None
+
+    def predict(self, users, movies) -> np.ndarray:
+        """:math:`\\mu + b_u + b_i + p_u^\\top q_i` (before noise, rounding and clipping) for raw ids."""
+        u = np.searchsorted(self.user_ids, np.asarray(users))
+        i = np.searchsorted(self.movie_ids, np.asarray(movies))
+        return _model(self.global_mean, self.user_bias, self.item_bias, self.user_factors, self.item_factors, u, i)
+
+    def save(self, path) -> None:
+        """The model's arrays to one ``.npz`` (the model fields only, also for a :class:`NetflixGroundTruth`)."""
+        np.savez(path, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(NetflixModel)
+                          if getattr(self, f.name) is not None})
+
+    @classmethod
+    def load(cls, path) -> "NetflixModel":
+        with np.load(path) as z:
+            d = {k: z[k] for k in z.files}
+        d["global_mean"], d["noise_std"] = float(d["global_mean"]), float(d["noise_std"])
+        return cls(**d)
+
+
+@dataclass(kw_only=True)
+class NetflixGroundTruth(NetflixModel):
+    """Everything :func:`generate_netflix_sample` drew: the model and every line it wrote.
+
+    Attributes
+    ----------
+    user_ids, movie_ids, global_mean, user_bias, item_bias, user_factors, item_factors, noise_std
+        The model, as in :class:`NetflixModel` (its ``predict`` gives the expected rating before noise).
     ratings : NetflixRatings
         Every rating written to ``combined_data_*.txt``, in file order (what the parser must return).
     probe : pandas.DataFrame
@@ -63,25 +105,11 @@ class NetflixGroundTruth:
         ``year`` (nullable Int64) and ``title`` indexed by movie id, as :func:`read_movie_titles` returns them.
     """
 
-    user_ids: np.ndarray
-    movie_ids: np.ndarray
-    global_mean: float
-    user_bias: np.ndarray
-    item_bias: np.ndarray
-    user_factors: np.ndarray
-    item_factors: np.ndarray
-    noise_std: float
     ratings: NetflixRatings
     probe: pd.DataFrame
     qualifying: pd.DataFrame
     titles: pd.DataFrame
     files: list = field(default_factory=list)
-
-    def predict(self, users, movies) -> np.ndarray:
-        """The model's expected rating before noise, rounding and clipping, for raw CustomerIDs and MovieIDs."""
-        u = np.searchsorted(self.user_ids, np.asarray(users))
-        i = np.searchsorted(self.movie_ids, np.asarray(movies))
-        return _model(self.global_mean, self.user_bias, self.item_bias, self.user_factors, self.item_factors, u, i)
 
 
 def _model(mu, bu, bi, P, Q, u, i, block: int = 1 << 20) -> np.ndarray:
@@ -309,16 +337,29 @@ def _format_lines(movie: np.ndarray, fields: list[tuple[np.ndarray, np.ndarray]]
 
 
 def _write_blocks(path: Path, movie: np.ndarray, make_fields, block: int = 1 << 20) -> None:
-    """Write rows sorted by movie in slices of ``block`` rows, each starting at a movie boundary."""
-    bounds = np.flatnonzero(np.r_[True, movie[1:] != movie[:-1]])
+    """Write rows sorted by movie to a new file (see :func:`_append_blocks`)."""
     with open(path, "wb") as f:
-        s = 0
-        while s < len(movie):
-            # the first movie boundary at or after s + block (a slice never splits a movie's header from its lines)
-            k = np.searchsorted(bounds, s + block)
-            e = int(bounds[k]) if k < len(bounds) else len(movie)
-            f.write(_format_lines(movie[s:e], make_fields(slice(s, e))))
-            s = e
+        _append_blocks(f, movie, make_fields, block)
+
+
+def _append_blocks(f, movie: np.ndarray, make_fields, block: int = 1 << 20) -> None:
+    """Write rows sorted by movie into an open file in slices of ``block`` rows, each starting at a movie boundary
+    (a movie never spans two calls)."""
+    bounds = np.flatnonzero(np.r_[True, movie[1:] != movie[:-1]])
+    s = 0
+    while s < len(movie):
+        # the first movie boundary at or after s + block (a slice never splits a movie's header from its lines)
+        k = np.searchsorted(bounds, s + block)
+        e = int(bounds[k]) if k < len(bounds) else len(movie)
+        f.write(_format_lines(movie[s:e], make_fields(slice(s, e))))
+        s = e
+
+
+def _write_titles(folder: Path, titles: pd.DataFrame) -> None:
+    """``movie_titles.csv`` as Kaggle's: ``MovieID,YearOfRelease,Title`` in Latin-1, ``NULL`` for a missing year."""
+    year = titles["year"].astype(object).where(titles["year"].notna(), "NULL").astype(str)
+    lines = titles.index.astype(str) + "," + year.to_numpy() + "," + titles["title"].to_numpy(dtype=str)
+    (folder / "movie_titles.csv").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
 
 
 def write_netflix_files(folder, truth: NetflixGroundTruth, n_files: int = 4) -> list[Path]:
@@ -346,10 +387,7 @@ def write_netflix_files(folder, truth: NetflixGroundTruth, n_files: int = 4) -> 
     _write_blocks(folder / "qualifying.txt", q["movie"].to_numpy(np.int64),
                   lambda sl: [_digit_bytes(q["user"].to_numpy()[sl]), _const(sl.stop - sl.start, ","),
                               _date_bytes(q["date"].to_numpy()[sl])])
-    t = truth.titles
-    year = t["year"].astype(object).where(t["year"].notna(), "NULL").astype(str)
-    lines = t.index.astype(str) + "," + year.to_numpy() + "," + t["title"].to_numpy(dtype=str)
-    (folder / "movie_titles.csv").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    _write_titles(folder, truth.titles)
     return paths
 
 
@@ -433,42 +471,6 @@ def netflix_sample_dir(cache_dir=None) -> Path:
 NETFLIX_SHAPE = dict(n_users=480_189, n_movies=17_770, n_ratings=100_480_507)
 FULL_DEFAULTS = dict(n_factors=3, noise_std=0.9, user_sigma=1.1, movie_sigma=1.8, probe_frac=0.014, seed=0)
 _TRUTH_FILE = "mfkit_truth.npz"
-
-
-@dataclass
-class NetflixModel:
-    """The planted model of :func:`generate_netflix_full` (no ratings: those are only in the files).
-
-    Attributes are those of :class:`NetflixGroundTruth` without the written lines: ``user_ids``, ``movie_ids``,
-    ``global_mean``, ``user_bias``, ``item_bias``, ``user_factors``, ``item_factors``, ``noise_std``, plus
-    ``join_day`` (each user's first possible rating day, days since 1970-01-01).
-    """
-
-    user_ids: np.ndarray
-    movie_ids: np.ndarray
-    global_mean: float
-    user_bias: np.ndarray
-    item_bias: np.ndarray
-    user_factors: np.ndarray
-    item_factors: np.ndarray
-    noise_std: float
-    join_day: np.ndarray | None = None
-
-    def predict(self, users, movies) -> np.ndarray:
-        """:math:`\\mu + b_u + b_i + p_u^\\top q_i` (before noise, rounding and clipping) for raw ids."""
-        u = np.searchsorted(self.user_ids, np.asarray(users))
-        i = np.searchsorted(self.movie_ids, np.asarray(movies))
-        return _model(self.global_mean, self.user_bias, self.item_bias, self.user_factors, self.item_factors, u, i)
-
-    def save(self, path) -> None:
-        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
-
-    @classmethod
-    def load(cls, path) -> "NetflixModel":
-        with np.load(path) as z:
-            d = {k: z[k] for k in z.files}
-        d["global_mean"], d["noise_std"] = float(d["global_mean"]), float(d["noise_std"])
-        return cls(**d)
 
 
 class _Alias:
@@ -711,22 +713,9 @@ def generate_netflix_full(folder, scale: float = 1.0, n_factors: int = 3, noise_
         probe_file.close()
         qual_file.close()
     titles = _titles(np.random.default_rng([seed, 4]), n_movies, model.movie_ids)
-    year = titles["year"].astype(object).where(titles["year"].notna(), "NULL").astype(str)
-    lines = titles.index.astype(str) + "," + year.to_numpy() + "," + titles["title"].to_numpy(dtype=str)
-    (folder / "movie_titles.csv").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    _write_titles(folder, titles)
     model.save(folder / _TRUTH_FILE)
     return model
-
-
-def _append_blocks(f, movie: np.ndarray, make_fields, block: int = 1 << 20) -> None:
-    """:func:`_write_blocks` into an open file (rows sorted by movie; a movie never spans two calls)."""
-    bounds = np.flatnonzero(np.r_[True, movie[1:] != movie[:-1]])
-    s = 0
-    while s < len(movie):
-        k = np.searchsorted(bounds, s + block)
-        e = int(bounds[k]) if k < len(bounds) else len(movie)
-        f.write(_format_lines(movie[s:e], make_fields(slice(s, e))))
-        s = e
 
 
 def netflix_full_truth(folder) -> NetflixModel:

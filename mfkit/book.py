@@ -98,7 +98,7 @@ PROTOCOL_SPECS: dict[str, ProtocolSpec] = {
         "the full Netflix path on one machine (Chapter 8): each stage's wall time and peak resident memory, and the "
         "probe RMSE next to the noise floor of the generating model",
         required=(Column("stage", "stage", "text"), Column("time_s", "time (s)", "sig3"),
-                  Column("peak_rss_gb", "peak memory (GB)", "sig3")),
+                  Column("peak_rss_gb", "peak (GB)", "sig3")),
         optional=(Column("rmse", "probe RMSE"), Column("noise_floor", "noise floor"),
                   Column("target", "target", "text"), Column("met", "met", "text"),
                   Column("device", "device", "text")),
@@ -457,7 +457,17 @@ def table_markdown(table) -> str:
     def cell(x) -> str:
         return str(x).replace("|", "\\|").replace("\n", " ")
 
-    numeric = [not c.startswith(("model", "from", "notes", "device")) for c in table.columns]
+    def is_number(x) -> bool:  # "0.9", "1,682", "≤ 0.905", "0.487 ± 0.008": right-aligned like numbers
+        text = str(x).strip().lstrip("≤≥<>≈~ ").split(" ")[0].replace(",", "")
+        try:
+            float(text)
+        except ValueError:
+            return False
+        return True
+
+    # a column is right-aligned when every non-empty cell is a number (text columns stay left-aligned)
+    numeric = [not c.startswith(("model", "from", "notes", "device"))
+               and all(is_number(x) for x in table[c] if str(x).strip()) for c in table.columns]
     lines = ["| " + " | ".join(cell(c) for c in table.columns) + " |",
              "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in table.itertuples(index=False)]

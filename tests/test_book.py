@@ -131,6 +131,9 @@ def test_table_markdown_is_a_pipe_table_with_escaped_cells():
     assert lines[0] == "| model | RMSE |"
     assert lines[1] == "|---|---:|"
     assert lines[2] == "| a\\|b | 0.9 |"
+    # text columns stay left-aligned, columns of numbers (also "≤ 1", "1,682", empty cells) right-aligned
+    table = pd.DataFrame({"model": ["x", "y"], "stage": ["parse", "fit"], "n": ["1,682", ""], "t": ["≤ 1", "0.5"]})
+    assert book.table_markdown(table).splitlines()[1] == "|---|---|---:|---:|"
 
 
 def test_results_section_says_what_to_run_and_flags_stale_results(tmp_path):

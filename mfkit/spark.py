@@ -53,6 +53,7 @@ import torch
 
 from .base import Recommender, check_float, check_int
 from .data import Interactions
+from .implicit import _unique_pairs  # observed pairs, each once, sorted by user
 from .utils import progress
 
 __all__ = ["SparkALS", "local_session", "local_session_log", "local_session_start_seconds", "stop_local_session",
@@ -231,6 +232,13 @@ def from_mfkit_params(unobserved_weight: float, reg: float, reg_scaling="count")
     return {"reg": reg * (1.0 + alpha), "alpha": alpha}
 
 
+def _float64(factors) -> torch.Tensor:
+    """Any model's factor table (tensor on any device, or array) as a float64 CPU tensor."""
+    if torch.is_tensor(factors):
+        return factors.detach().cpu().to(torch.float64)
+    return torch.as_tensor(np.asarray(factors), dtype=torch.float64)
+
+
 def spark_als_loss(user_factors, item_factors, data: Interactions, reg: float, implicit_prefs: bool = False,
                    alpha: float = 1.0) -> float:
     """Spark ALS's objective (module docstring) for any factors, summed, in float64.
@@ -248,10 +256,7 @@ def spark_als_loss(user_factors, item_factors, data: Interactions, reg: float, i
 
     Used by: Chapter 8 (parity of Spark's and mfkit's factors), ``tests/test_spark.py``.
     """
-    U = torch.as_tensor(np.asarray(user_factors.detach().cpu() if torch.is_tensor(user_factors) else user_factors),
-                        dtype=torch.float64)
-    V = torch.as_tensor(np.asarray(item_factors.detach().cpu() if torch.is_tensor(item_factors) else item_factors),
-                        dtype=torch.float64)
+    U, V = _float64(user_factors), _float64(item_factors)
     if implicit_prefs:
         user, item = _unique_pairs(data)
     else:
@@ -284,10 +289,7 @@ def als_sweep(user_factors, item_factors, data: Interactions, reg: float, implic
 
     Returns the new ``(user_factors, item_factors)``. Used by: Chapter 8, ``tests/test_spark.py``.
     """
-    U = torch.as_tensor(np.asarray(user_factors.detach().cpu() if torch.is_tensor(user_factors) else user_factors),
-                        dtype=torch.float64).clone()
-    V = torch.as_tensor(np.asarray(item_factors.detach().cpu() if torch.is_tensor(item_factors) else item_factors),
-                        dtype=torch.float64).clone()
+    U, V = _float64(user_factors).clone(), _float64(item_factors).clone()
     if implicit_prefs:
         user, item = _unique_pairs(data)
         rating = torch.ones(len(user), dtype=torch.float64)
@@ -339,11 +341,6 @@ def _quiet_pandas():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The copy keyword is deprecated")
         yield
-
-
-def _unique_pairs(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    key = np.unique(data.user.astype(np.int64) * data.n_items + data.item.astype(np.int64))
-    return key // data.n_items, key % data.n_items
 
 
 def check_spark_index_space(n_users: int, n_items: int) -> None:

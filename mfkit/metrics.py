@@ -4,10 +4,12 @@ Used by: Chapters 2–4 and 7 (ranking metrics, protocol I1) and Chapters 5–7 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-__all__ = ["rmse", "mae", "NonFiniteError"]
+__all__ = ["rmse", "mae", "NonFiniteError", "paired_comparison", "PairedComparison"]
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -389,3 +391,181 @@ def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, dev
         out["per_user"] = pd.DataFrame({name: torch.cat(v).numpy() for name, v in per_user_values.items()},
                                        index=pd.Index(users, name="user"))
     return out
+
+
+_VERDICTS = ("A ahead", "B ahead", "tie")
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """The result of :func:`paired_comparison`: the mean difference ``A − B`` of a metric, its interval and a verdict.
+
+    ``verdict`` is ``"A ahead"``, ``"B ahead"`` or ``"tie"`` (the interval contains zero); "ahead" follows
+    ``higher_is_better`` (for RMSE, lower is ahead). ``str()`` gives the sentence a chapter quotes.
+    """
+
+    names: tuple[str, str]
+    metric: str
+    mean_a: float
+    mean_b: float
+    difference: float
+    low: float
+    high: float
+    n: int
+    unit: str
+    higher_is_better: bool = True
+    level: float = 0.95
+
+    @property
+    def verdict(self) -> str:
+        if self.low > 0:
+            return "A ahead" if self.higher_is_better else "B ahead"
+        if self.high < 0:
+            return "B ahead" if self.higher_is_better else "A ahead"
+        return "tie"
+
+    @property
+    def winner(self) -> str | None:
+        """The name of the model ahead, or None for a tie."""
+        return {"A ahead": self.names[0], "B ahead": self.names[1]}.get(self.verdict)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.low, self.high
+
+    def __str__(self) -> str:
+        a, b = self.names
+        outcome = "tie" if self.winner is None else f"{self.winner} ahead"
+        return (f"{self.metric}: {a} {self.mean_a:.4f}, {b} {self.mean_b:.4f}; {a} − {b} = {self.difference:+.4f}, "
+                f"{self.level:.0%} interval [{self.low:+.4f}, {self.high:+.4f}] over {self.n} {self.unit}: "
+                f"{outcome}")
+
+    def as_dict(self) -> dict:
+        """Plain numbers and strings (for a benchmark record or a DataFrame row)."""
+        return {"a": self.names[0], "b": self.names[1], "metric": self.metric, "mean_a": self.mean_a,
+                "mean_b": self.mean_b, "difference": self.difference, "low": self.low, "high": self.high,
+                "n": self.n, "unit": self.unit, "verdict": self.verdict, "winner": self.winner}
+
+
+def _per_unit(x, what: str) -> np.ndarray:
+    values = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"{what} must be a non-empty 1-D sequence of per-unit values, got shape {values.shape}")
+    _first_nonfinite(torch.from_numpy(values.copy()), what)
+    return values
+
+
+def _aligned(a, b, names) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user values of A and B on the same users: pandas Series are aligned on their index (which must hold the
+    same users), anything else must already be in one order."""
+    import pandas as pd
+
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series):
+        if a.index.has_duplicates or b.index.has_duplicates:
+            raise ValueError("per-user values must have one row per user (the index holds duplicates)")
+        only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
+        if len(only_a) or len(only_b):
+            raise ValueError(f"{names[0]} and {names[1]} were evaluated on different users ({len(only_a)} only in "
+                             f"{names[0]}, {len(only_b)} only in {names[1]}): a paired comparison needs the same "
+                             "users, from the same split")
+        b = b.loc[a.index]
+    a, b = _per_unit(a, names[0]), _per_unit(b, names[1])
+    if len(a) != len(b):
+        raise ValueError(f"{names[0]} has {len(a)} values and {names[1]} {len(b)}: a paired comparison needs one "
+                         "value per unit for each model")
+    return a, b
+
+
+def paired_comparison(a, b, *, names=("A", "B"), metric: str = "metric", over: str | None = None,
+                      higher_is_better: bool = True, level: float = 0.95, n_boot: int = 4000,
+                      random_state: int = 0) -> PairedComparison:
+    """Compare two models on the same split(s): the mean difference ``A − B``, a ``level`` interval and a verdict.
+
+    Two designs, chosen by ``over`` (inferred from the input when None):
+
+    - ``"users"`` (one split): ``a`` and ``b`` hold one value per user, such as the ``per_user`` column of
+      :func:`ranking_metrics` for each model (pandas Series are aligned on their user index). The interval is a
+      paired bootstrap over users: users are resampled with replacement ``n_boot`` times, the same resamples for both
+      models, and the percentile interval of the mean difference is reported. Inferred for an array, Series or
+      tensor.
+    - ``"seeds"`` (several splits): ``a`` and ``b`` are lists with one entry per split seed, each a number (the
+      metric on that split, for example an RMSE) or per-user values (averaged per split). The interval is
+      ``mean ± t · sd / √n`` over the per-seed differences (Student's t with ``n − 1`` degrees of freedom), so it
+      carries the spread from split to split. Inferred for a list or tuple.
+
+    The verdict is ``"A ahead"`` or ``"B ahead"`` when the interval excludes zero, else ``"tie"``. Swapping ``a``
+    and ``b`` flips the sign of the difference and of the interval and swaps the verdict; identical values tie.
+
+    Parameters
+    ----------
+    a, b : per-user values (one split) or one entry per split seed (several splits), as above.
+    names : (str, str)
+        Labels of A and B, used in the verdict's sentence and errors.
+    metric : str
+        What is compared, for the sentence (``"nDCG@10"``, ``"RMSE"``).
+    over : {"users", "seeds"} or None
+        The unit of pairing (see above).
+    higher_is_better : bool
+        False for errors (RMSE, MAE): then the model with the lower value is ahead.
+    level : float
+        Coverage of the interval, in (0, 1).
+    n_boot : int
+        Bootstrap resamples (``over="users"``).
+    random_state : int
+        Seed of the bootstrap (the same seed gives the same interval).
+
+    Returns
+    -------
+    PairedComparison
+
+    Used by: Chapters 3, 9 and 10 and the results page, for every ordering the book states. Reference: Efron and
+    Tibshirani (1993), *An Introduction to the Bootstrap*, ch. 13 (percentile intervals); paired designs as in
+    Dror et al. (2018), "The Hitchhiker's Guide to Testing Statistical Significance in NLP".
+    """
+    from scipy import stats
+
+    if over is None:
+        over = "seeds" if isinstance(a, (list, tuple)) else "users"
+    if over not in ("users", "seeds"):
+        raise ValueError(f"over must be 'users' or 'seeds', got {over!r}")
+    if len(names) != 2:
+        raise ValueError(f"names must be two labels, got {names!r}")
+    names = (str(names[0]), str(names[1]))
+    if not (0 < float(level) < 1):
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    alpha = 1 - float(level)
+    if over == "seeds":
+        if not isinstance(a, (list, tuple)) or not isinstance(b, (list, tuple)):
+            raise ValueError("over='seeds' takes two lists with one entry per split seed")
+        if len(a) != len(b):
+            raise ValueError(f"{names[0]} has {len(a)} split seeds and {names[1]} {len(b)}: pair them seed by seed")
+        if len(a) < 2:
+            raise ValueError(f"over='seeds' needs at least two split seeds, got {len(a)}: for one split, pass "
+                             "per-user values (over='users')")
+        per_seed = [_aligned(x, y, names) if np.ndim(x) else (_per_unit([x], names[0]), _per_unit([y], names[1]))
+                    for x, y in zip(a, b)]
+        ma = np.array([x.mean() for x, _ in per_seed])
+        mb = np.array([y.mean() for _, y in per_seed])
+        d = ma - mb
+        n = len(d)
+        half = float(stats.t.ppf(1 - alpha / 2, n - 1) * d.std(ddof=1) / np.sqrt(n))
+        mean = float(d.mean())
+        low, high, unit = mean - half, mean + half, "split seeds"
+    else:
+        ma, mb = _aligned(a, b, names)
+        d = ma - mb
+        n = len(d)
+        if int(n_boot) < 100:
+            raise ValueError(f"n_boot must be at least 100, got {n_boot!r}")
+        rng = np.random.default_rng(random_state)
+        means = np.empty(int(n_boot))
+        chunk = max(1, (1 << 22) // n)  # about 32 MB of indices at a time
+        for start in range(0, len(means), chunk):
+            stop = min(start + chunk, len(means))
+            means[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        mean = float(d.mean())
+        low, high = (float(q) for q in np.quantile(means, [alpha / 2, 1 - alpha / 2]))
+        unit = "users"
+    return PairedComparison(names=names, metric=metric, mean_a=float(ma.mean()), mean_b=float(mb.mean()),
+                            difference=mean, low=low, high=high, n=n, unit=unit,
+                            higher_is_better=bool(higher_is_better), level=float(level))

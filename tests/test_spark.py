@@ -117,6 +117,23 @@ def test_parameters_are_checked():
         S.SparkALS(alpha=-1.0)
 
 
+def test_cluster_cli_and_parameters_without_a_cluster(tmp_path, capsys):
+    from mfkit import spark_cluster as C
+
+    with pytest.raises(ValueError, match="workers and cores"):
+        C.StandaloneCluster(workers=0)
+    state = str(tmp_path / "state.json")
+    assert C.main(["stop", "--state", state]) == 0 and "no cluster recorded" in capsys.readouterr().out
+    assert C.main(["status", "--state", state]) == 1
+    with pytest.raises(SystemExit):
+        C.main(["run"])  # no command to run
+    cluster = C.StandaloneCluster()
+    cluster.stop()  # stopping a cluster that never started is a no-op
+    assert cluster.processes() == [] and "not started" in repr(cluster)
+    assert C.listening_sockets([]) == [] and not C.pid_alive(2 ** 22 + 12345)
+    assert 0 < C.free_port() < 65536
+
+
 # -- with Spark, in a local session -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def session():
@@ -278,7 +295,7 @@ def test_a_worker_killed_mid_fit(spark_cluster, cluster):
 
     data = _data(1500, 600, seed=7)
     reg, alpha = 0.1, 2.0
-    model = S.SparkALS(n_factors=8, n_epochs=10, reg=reg, alpha=alpha, implicit_prefs=True, spark=cluster,
+    model = S.SparkALS(n_factors=8, n_epochs=15, reg=reg, alpha=alpha, implicit_prefs=True, spark=cluster,
                        device="cpu", timeout=240)
     outcome = {}
 
@@ -295,14 +312,14 @@ def test_a_worker_killed_mid_fit(spark_cluster, cluster):
     deadline = time.monotonic() + 120
     while not tracker.getActiveJobsIds() and time.monotonic() < deadline:  # wait until Spark's jobs run
         time.sleep(0.05)
-    time.sleep(1.0)
+    time.sleep(0.5)
     assert thread.is_alive(), "the fit ended before the worker could be killed: make it longer"
     victim = spark_cluster.processes()
     spark_cluster.kill_worker(0)
     thread.join(300)
     assert not thread.is_alive(), "the fit did not return within its bounded wait"
     if "ok" in outcome:  # Spark re-ran the lost tasks on the surviving executor
-        mf = WeightedMF(n_factors=8, n_epochs=10, solver="als", device="cpu", show_progress=False,
+        mf = WeightedMF(n_factors=8, n_epochs=15, solver="als", device="cpu", show_progress=False,
                         **S.to_mfkit_params(reg, alpha)).fit(data)
         assert model.loss() == pytest.approx(S.spark_als_loss(mf.user_factors_, mf.item_factors_, data, reg, True,
                                                               alpha), rel=0.02)

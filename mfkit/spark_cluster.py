@@ -24,7 +24,8 @@ Three ways to run one, all this class:
   master's URL, stop (also when ``CMD`` fails or the run is interrupted).
 
 A cluster held by a Python process (the first and third way) also dies with that process: its daemons get SIGTERM
-when the process that started them exits, even by a signal it cannot catch (Linux's parent-death signal).
+when the process that started them exits, even by a signal it cannot catch (Linux's parent-death signal, which
+fires when the *thread* that started them ends: start a cluster from the main thread or from one that outlives it).
 
 Used by: ``tests/test_spark.py``, Chapter 8 ("On a real cluster"), ``benchmarks/spark_vs_mfkit.py``, the Makefile.
 """

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["seed_values", "seed_intervals", "interval_plot", "speed_ratios", "speed_plot", "split_codes",
+__all__ = ["seed_values", "seed_intervals", "interval_rows", "interval_plot", "speed_ratios", "speed_plot", "split_codes",
            "split_plot", "SPLIT_PARTS"]
 
 #: The parts a split figure colours, in order (code 0 is "not rated").
@@ -109,6 +109,22 @@ def seed_intervals(payloads: dict[str, dict], protocol: str, metric: str, *, scr
     return pd.DataFrame(rows)[columns].reset_index(drop=True)
 
 
+def interval_rows(table: pd.DataFrame, *, digits: int = 4) -> pd.DataFrame:
+    """:func:`seed_intervals` as display strings for a results table: model, who built it, the mean, its interval
+    over split seeds, and the paired difference from the best model with its interval and verdict."""
+    f = f"{{:.{digits}f}}"
+    rows = []
+    for _, r in table.iterrows():
+        versus = "best" if r["verdict"] == "best" else (
+            f"{r['verdict']}: {r['difference']:+.{digits}f} [{r['diff_low']:+.{digits}f}, {r['diff_high']:+.{digits}f}]"
+            if r["verdict"] != "not paired" else "not paired")
+        rows.append({"model": r["model"], "from": "other library" if r["peer"] else "mfkit",
+                     "mean": f.format(r["mean"]), "95% interval": f"[{f.format(r['low'])}, {f.format(r['high'])}]",
+                     "split seeds": str(r["n_seeds"]), "− best, paired (95%)": versus})
+    return pd.DataFrame(rows, columns=["model", "from", "mean", "95% interval", "split seeds",
+                                       "− best, paired (95%)"])
+
+
 def interval_plot(table: pd.DataFrame, *, metric_label: str, title: str, ax=None):
     """Each model's mean and interval as a horizontal bar, best first; filled markers are the best model and those
     that tie with it, hollow ones are behind; another library's models are drawn in a second colour and marked
@@ -143,7 +159,8 @@ def interval_plot(table: pd.DataFrame, *, metric_label: str, title: str, ax=None
     if table["peer"].any():
         handles += [Line2D([], [], marker="s", linestyle="none", color=mfkit_colour, label="mfkit"),
                     Line2D([], [], marker="s", linestyle="none", color=peer_colour, label="other library")]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.5 / max(len(table), 2) - 0.12),
+              ncol=len(handles))
     return ax.figure
 
 

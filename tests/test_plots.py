@@ -109,3 +109,11 @@ def test_figures_draw():
     fig = plots.split_plot({"E1": np.array([[0, 1], [2, 3]]), "I1": np.array([[1, 1], [3, 0]])})
     assert len(fig.axes) == 2
     matplotlib.pyplot.close("all")
+
+
+def test_interval_rows_strings():
+    rows = plots.interval_rows(plots.seed_intervals(_payloads(), "E1", "rmse", higher_is_better=False))
+    assert list(rows["model"]) == ["best", "close", "peer", "worse"]
+    assert rows.iloc[0]["− best, paired (95%)"] == "best" and rows.iloc[0]["mean"] == "0.9100"
+    assert rows.iloc[1]["− best, paired (95%)"].startswith("tie: ")
+    assert rows.iloc[2]["from"] == "other library" and rows.iloc[3]["− best, paired (95%)"].startswith("behind: +0.0500")

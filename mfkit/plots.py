@@ -256,7 +256,8 @@ def split_plot(panels: dict[str, np.ndarray], *, xlabel: str = "items", ylabel: 
             side.set_visible(False)
         ax.set_title(title, fontsize="small")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
+        if ax is axes[0][0]:
+            ax.set_ylabel(ylabel)
     fig.legend(handles=[Patch(color=c, label=p) for c, p in zip(palette, SPLIT_PARTS)], loc="lower center",
                ncol=len(SPLIT_PARTS), bbox_to_anchor=(0.5, -0.02))
     fig.subplots_adjust(bottom=0.18)

@@ -57,6 +57,10 @@ HTML_ENV = "MFKIT_BOOK_HTML"
 # Chromium as root in a container, with nothing fetched in the background (BOOK_NOTES.md); --headless is Playwright's.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
+#: The longest code line of a chapter (CONTRIBUTING.md): at the code font size of ``_static/mfkit.css`` (12 px) a line
+#: this long fits the text column at 1280 px, which the browser checks below measure; the static check
+#: :func:`test_code_lines_fit_the_limit` needs no browser.
+CODE_LINE_LIMIT = 88
 #: The windows every page is opened in, by name: a desktop, a common laptop and a phone.
 VIEWS = {"1400": {"width": 1400, "height": 1000}, "1280": {"width": 1280, "height": 800},
          "390": {"width": 390, "height": 844}}
@@ -143,6 +147,15 @@ def _chromium_or_skip() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+def test_code_lines_fit_the_limit():
+    """Every line of every code cell of the book is at most CODE_LINE_LIMIT characters (no browser needed)."""
+    long = [f"{nb.name} cell {i}: {len(line)} characters: {line[:60]!r}"
+            for nb in sorted((ROOT / "book").glob("*.ipynb"))
+            for i, cell in enumerate(json.loads(nb.read_text())["cells"]) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > CODE_LINE_LIMIT]
+    assert not long, f"code lines longer than {CODE_LINE_LIMIT} characters:\n" + "\n".join(long[:20])
 
 
 # --- what runs in the page ------------------------------------------------------------------------------------------

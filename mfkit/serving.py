@@ -773,23 +773,26 @@ class ANNIndex:
 
 
 def catalogue_like(items, n: int, noise: float = 0.1, seed=0) -> np.ndarray:
-    """``n`` synthetic item vectors that keep the norm distribution of trained ``items``: rows resampled with
-    replacement, each multiplied by ``1 + noise · ε`` and shifted by ``noise · σ_d · ε'`` (ε, ε' standard normal,
-    σ_d the per-dimension spread of ``items``).
+    """``n`` synthetic item vectors whose norms follow the norm distribution of trained ``items``.
 
-    A Gaussian with the items' mean and covariance has light-tailed norms; trained factors do not (popular items have
-    long vectors), and those long vectors are what make inner-product search hard. Used by: Chapter 10,
-    ``benchmarks/serving.py`` (the 1,000,000-item catalogue).
+    Each vector is a direction drawn from a Gaussian with the mean and covariance of ``items`` (normalised to length
+    1) times a norm resampled from the trained vectors' norms with a log-normal jitter ``exp(noise · ε)``. A Gaussian
+    alone has light-tailed norms; trained factors do not (popular items have long vectors), and those long vectors
+    are what make inner-product search hard. (Resampling the trained vectors themselves with small noise keeps the
+    norms too, but turns a million items into tight clusters of near-copies of the few thousand trained ones, which
+    no real catalogue looks like and which breaks a graph index's links.)
+
+    Used by: Chapter 10, ``benchmarks/serving.py`` (the 1,000,000-item catalogue).
     """
     X = np.asarray(items.detach().cpu() if isinstance(items, torch.Tensor) else items, dtype=np.float64)
-    if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"items must be a non-empty 2-D array, got shape {X.shape}")
+    if X.ndim != 2 or len(X) < 2:
+        raise ValueError(f"items must be a 2-D array of at least two vectors, got shape {X.shape}")
     n = check_int("n", n, 1)
     rng = np.random.default_rng(seed)
-    rows = X[rng.integers(0, len(X), n)]
-    scale = 1 + float(noise) * rng.standard_normal((n, 1))
-    out = rows * scale + float(noise) * X.std(0) * rng.standard_normal(rows.shape)
-    return out.astype(np.float32)
+    directions = rng.multivariate_normal(X.mean(0), np.cov(X.T), n)
+    directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(X, axis=1)[rng.integers(0, len(X), n)] * np.exp(float(noise) * rng.standard_normal(n))
+    return (directions * norms[:, None]).astype(np.float32)
 
 
 def retrieval_recall(approx, exact) -> float:

@@ -37,6 +37,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import als
 from .base import RatingMixin, Recommender, check_choice, check_float, check_int, rating_errors
 from .data import Interactions, load_netflix, netflix_sample_dir, probe_split, read_probe
 from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop, tune
@@ -211,8 +212,9 @@ class BiasedMF(RatingMixin, Recommender):
       and batches are index slices (:func:`mfkit.training.minibatches`), no DataLoader. Regularisation touches the
       rows in the batch only.
     - ``method="als"``: alternating least squares with biases. With items fixed, each user's ``[b_u, p_u]`` solves
-      a ``(k+1)``-dimensional ridge regression on ``[1, q_i]``; all users are solved at once with batched Cholesky
-      factorizations on the device, then the items likewise. ``lr``, ``batch_size`` and ``optimizer`` are unused.
+      a ``(k+1)``-dimensional ridge regression on ``[1, q_i]``; all users are solved at once by
+      :func:`mfkit.als.solve_rows` (batched Cholesky, or ``cg_steps`` conjugate-gradient steps with
+      ``als_method="cg"``), then the items likewise. ``lr``, ``batch_size`` and ``optimizer`` are unused.
 
     On the CPU, ``sgd`` and ``autograd`` run with one torch thread (restored afterwards): their epochs are thousands
     of small gathers and scatters, which extra threads only slow down.
@@ -248,6 +250,11 @@ class BiasedMF(RatingMixin, Recommender):
         Floating type of the parameters (float64 is used by the exactness test).
     shuffle : bool
         Visit ratings in a fresh random order each epoch (``sgd``/``autograd``); ``False`` keeps the data order.
+    als_method : {"cholesky", "cg"}
+        The solver of ``method="als"`` (see :mod:`mfkit.als`): exact batched Cholesky, or ``cg_steps``
+        conjugate-gradient steps warm-started from the current values (``O(nnz·k)`` a step).
+    cg_steps : int
+        Conjugate-gradient steps per half-sweep (``als_method="cg"``).
 
     Attributes
     ----------
@@ -265,8 +272,11 @@ class BiasedMF(RatingMixin, Recommender):
     def __init__(self, n_factors: int = 50, reg: float = 0.05, reg_bias: float | None = None, lr: float = 0.01,
                  n_epochs: int = 20, method: str = "sgd", batch_size: int = 1, optimizer: str = "adam",
                  init_scale: float = 0.1, device=None, random_state: int = 0, show_progress: bool | None = None,
-                 dtype: torch.dtype = torch.float32, shuffle: bool = True):
+                 dtype: torch.dtype = torch.float32, shuffle: bool = True, als_method: str = "cholesky",
+                 cg_steps: int = 3):
         self.method = check_choice("method", method, self.METHODS)
+        self.als_method = check_choice("als_method", als_method, als.SOLVERS)
+        self.cg_steps = check_int("cg_steps", cg_steps)
         self.n_factors, self.n_epochs = check_int("n_factors", n_factors, 0), check_int("n_epochs", n_epochs, 0)
         self.reg = check_float("reg", reg)
         self.reg_bias = None if reg_bias is None else check_float("reg_bias", reg_bias)
@@ -334,9 +344,9 @@ class BiasedMF(RatingMixin, Recommender):
                 self._run_epochs(lambda epoch: self._sgd_epoch(u, i, r, dev), valid_t, patience, dev,
                                  "biased MF (SGD)")
         else:
-            groups = (_RowGroups(u, i, train.n_users, train.n_items), _RowGroups(i, u, train.n_items, train.n_users))
-            self._run_epochs(lambda epoch: self._als_sweep(u, i, r, groups), valid_t, patience, dev,
-                             "biased MF (ALS)")
+            sides = self._als_setup(train, dev)
+            self._run_epochs(lambda epoch: self._als_sweep(u, i, r, sides), valid_t, patience, dev,
+                             "biased MF (ALS)", measure=lambda epoch: self._train_rmse(u, i, r))
 
     def _valid_rmse(self, valid_t) -> float:
         vu, vi, vr = valid_t
@@ -352,7 +362,8 @@ class BiasedMF(RatingMixin, Recommender):
     def _params(self) -> list[torch.Tensor]:
         return [self.user_bias_, self.item_bias_, self.user_factors_, self.item_factors_]
 
-    def _run_epochs(self, epoch_fn: Callable[[int], float], valid_t, patience, dev, desc: str) -> None:
+    def _run_epochs(self, epoch_fn: Callable[[int], float], valid_t, patience, dev, desc: str,
+                    measure: Callable[[int], float] | None = None) -> None:
         """The hand-written methods (sgd, als) through :func:`mfkit.training.epoch_loop`."""
 
         def restore(best):
@@ -361,7 +372,7 @@ class BiasedMF(RatingMixin, Recommender):
         self.history_ = epoch_loop(
             epoch_fn, self.n_epochs, evaluate=None if valid_t is None else lambda: self._valid_rmse(valid_t),
             higher_is_better=False, patience=patience, snapshot=lambda: [t.clone() for t in self._params()],
-            restore=restore, device=dev, show_progress=self.show_progress, desc=desc,
+            restore=restore, measure=measure, device=dev, show_progress=self.show_progress, desc=desc,
             context=f" of {desc} (lr={self.lr}, reg={self.reg})", divergence_hint=_DIVERGENCE_HINT)
 
     # -- method="sgd" ------------------------------------------------------------------------------------------------
@@ -398,35 +409,36 @@ class BiasedMF(RatingMixin, Recommender):
         return float(torch.sqrt((errors.double() ** 2).sum() / n))
 
     # -- method="als" ------------------------------------------------------------------------------------------------
-    def _als_half(self, groups: _RowGroups, row_idx, col_idx, r, own_bias, own_factors, other_bias, other_factors):
-        """Solve every row's [bias, factors] with the other side fixed (one half of an ALS sweep)."""
-        reg_b = self.reg if self.reg_bias is None else self.reg_bias
-        k = own_factors.shape[1]
-        dev, dt = own_factors.device, own_factors.dtype
-        x = torch.cat([torch.ones(len(other_bias), 1, dtype=dt, device=dev), other_factors], 1)  # [1, q_j]
-        y = other_bias[col_idx].neg_().add_(r).sub_(self.global_mean_)[groups.order]  # in place: 100M at Netflix
-        penalty = torch.full((k + 1,), float(self.reg), dtype=dt, device=dev)
-        penalty[0] = reg_b
-        outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
-        for a, b in groups.chunks(k + 1):
-            gram, rhs = groups.normal_equations(a, b, x, y, outer)
-            n = groups.counts[a:b].to(dt)
-            # per-rating regularisation: the penalty grows with the row's number of ratings (weighted lambda)
-            gram = gram + torch.diag_embed(n[:, None] * penalty)
-            gram[n == 0] += torch.eye(k + 1, dtype=dt, device=dev)  # rows without ratings solve to exactly zero
-            chol, info = torch.linalg.cholesky_ex(gram)
-            if bool((info > 0).any()):  # reg = 0 and a row with fewer ratings than k: a tiny ridge makes it solvable
-                scale = 1e-4 * (gram.diagonal(dim1=1, dim2=2).mean(1) + 1)
-                chol = torch.linalg.cholesky(gram + scale[:, None, None] * torch.eye(k + 1, dtype=dt, device=dev))
-            theta = torch.cholesky_solve(rhs[:, :, None], chol)[:, :, 0]
-            own_bias[a:b] = theta[:, 0]
-            own_factors[a:b] = theta[:, 1:]
+    def _als_setup(self, train: Interactions, dev) -> tuple:
+        """Each side's observations for :func:`mfkit.als.solve_rows` and its per-rating penalty
+        ``n_u · diag(reg_bias, reg, ..., reg)`` (weighted lambda, Zhou et al. 2008)."""
+        k = int(self.n_factors)
+        penalty = torch.full((k + 1,), float(self.reg), dtype=self.dtype, device=dev)
+        penalty[0] = self.reg if self.reg_bias is None else self.reg_bias
+        layout = dict(method=self.als_method, budget=max(1, 2 ** 22 // (k + 1)), device=dev, dtype=self.dtype)
+        sides = []
+        for rows, cols, n_rows, n_cols in ((train.user, train.item, train.n_users, train.n_items),
+                                           (train.item, train.user, train.n_items, train.n_users)):
+            obs = als.Observations(rows, cols, n_rows, n_cols, **layout)
+            sides.append((obs, obs.counts.to(self.dtype)[:, None] * penalty))
+        return tuple(sides)
 
-    def _als_sweep(self, u, i, r, groups) -> float:
+    def _als_half(self, side, col_idx, r, own_bias, own_factors, other_bias, other_factors):
+        """Solve every row's [bias, factors] with the other side fixed (one half of an ALS sweep): a ridge
+        regression of ``r - μ - b_j`` on ``[1, q_j]``, by the one ALS solver."""
+        obs, lam = side
+        x = torch.cat([torch.ones(len(other_bias), 1, dtype=other_factors.dtype, device=other_factors.device),
+                       other_factors], 1)
+        y = other_bias[col_idx].neg_().add_(r).sub_(self.global_mean_)
+        theta = torch.cat([own_bias[:, None], own_factors], 1)  # the warm start of CG
+        als.solve_rows(x, obs, theta, lam, targets=y, cg_steps=self.cg_steps)
+        own_bias.copy_(theta[:, 0])
+        own_factors.copy_(theta[:, 1:])
+
+    def _als_sweep(self, u, i, r, sides) -> None:
         bu, bi, p, q = self._params()
-        self._als_half(groups[0], u, i, r, bu, p, bi, q)
-        self._als_half(groups[1], i, u, r, bi, q, bu, p)
-        return self._train_rmse(u, i, r)
+        self._als_half(sides[0], i, r, bu, p, bi, q)
+        self._als_half(sides[1], u, r, bi, q, bu, p)
 
     # -- method="autograd" --------------------------------------------------------------------------------------------
     def _fit_autograd(self, u, i, r, valid_t, patience, dev) -> None:

@@ -40,10 +40,10 @@ import torch
 from . import als
 from .base import RatingMixin, Recommender, check_choice, check_float, check_int, rating_errors
 from .data import Interactions, load_netflix, netflix_sample_dir, probe_split, read_probe
-from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop, tune
+from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop
 from .utils import cpu_threads, get_device
 
-__all__ = ["GlobalMean", "BiasBaseline", "BiasedMF", "BayesianMF", "evaluate", "tune_on_validation",
+__all__ = ["GlobalMean", "BiasBaseline", "BiasedMF", "BayesianMF", "evaluate",
            "netflix_probe_rmse", "default_netflix_model", "DivergenceError"]
 
 _DIVERGENCE_HINT = "Lower the learning rate (lr) or raise the regularisation (reg)."
@@ -287,33 +287,7 @@ class BiasedMF(RatingMixin, Recommender):
         self.show_progress, self.dtype, self.shuffle = show_progress, dtype, bool(shuffle)
 
     # -- fitting --------------------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None,
-            patience: int | None = None) -> "BiasedMF":
-        """Fit on ``train``; with ``valid``, record validation RMSE per epoch and keep the best epoch's parameters.
-
-        Parameters
-        ----------
-        train : Interactions
-            Training ratings.
-        valid : Interactions, optional
-            Validation ratings sharing ``train``'s index maps (:func:`mfkit.data.train_validation_split`).
-        patience : int, optional
-            Stop after this many epochs without a better validation RMSE (needs ``valid``).
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        DivergenceError
-            When the training error becomes NaN or infinite, or explodes (lower ``lr`` or raise ``reg``).
-        """
-        return super().fit(train, valid, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
-        if patience is not None and valid is None:
-            raise ValueError("patience needs a validation set: pass valid=...")
         dev = self.device_
         u, i, r = train.to_tensors(dev)
         r = r.to(self.dtype)
@@ -409,13 +383,17 @@ class BiasedMF(RatingMixin, Recommender):
         return float(torch.sqrt((errors.double() ** 2).sum() / n))
 
     # -- method="als" ------------------------------------------------------------------------------------------------
-    def _als_setup(self, train: Interactions, dev) -> tuple:
-        """Each side's observations for :func:`mfkit.als.solve_rows` and its per-rating penalty
-        ``n_u · diag(reg_bias, reg, ..., reg)`` (weighted lambda, Zhou et al. 2008)."""
-        k = int(self.n_factors)
-        penalty = torch.full((k + 1,), float(self.reg), dtype=self.dtype, device=dev)
+    def _penalty(self, reg: float | None, dtype, dev) -> torch.Tensor:
+        """``diag(reg_bias, reg, ..., reg)``, per rating (weighted lambda, Zhou et al. 2008)."""
+        penalty = torch.full((int(self.n_factors) + 1,), float(self.reg if reg is None else reg), dtype=dtype,
+                             device=dev)
         penalty[0] = self.reg if self.reg_bias is None else self.reg_bias
-        layout = dict(method=self.als_method, budget=max(1, 2 ** 22 // (k + 1)), device=dev, dtype=self.dtype)
+        return penalty
+
+    def _als_setup(self, train: Interactions, dev) -> tuple:
+        """Each side's observations for :func:`mfkit.als.solve_rows` and its penalty ``n_u · diag(...)``."""
+        penalty = self._penalty(None, self.dtype, dev)
+        layout = dict(method=self.als_method, budget=max(1, 2 ** 22 // len(penalty)), device=dev, dtype=self.dtype)
         sides = []
         for rows, cols, n_rows, n_cols in ((train.user, train.item, train.n_users, train.n_items),
                                            (train.item, train.user, train.n_items, train.n_users)):
@@ -423,17 +401,34 @@ class BiasedMF(RatingMixin, Recommender):
             sides.append((obs, obs.counts.to(self.dtype)[:, None] * penalty))
         return tuple(sides)
 
-    def _als_half(self, side, col_idx, r, own_bias, own_factors, other_bias, other_factors):
-        """Solve every row's [bias, factors] with the other side fixed (one half of an ALS sweep): a ridge
-        regression of ``r - μ - b_j`` on ``[1, q_j]``, by the one ALS solver."""
-        obs, lam = side
+    def _solve_side(self, obs, lam, col_idx, r, theta, other_bias, other_factors) -> None:
+        """Every row's ``theta = [bias, factors]`` (updated in place; the warm start of CG) with the other side
+        fixed: a ridge regression of ``r - μ - b_j`` on ``[1, q_j]``, by the one ALS solver."""
         x = torch.cat([torch.ones(len(other_bias), 1, dtype=other_factors.dtype, device=other_factors.device),
                        other_factors], 1)
         y = other_bias[col_idx].neg_().add_(r).sub_(self.global_mean_)
-        theta = torch.cat([own_bias[:, None], own_factors], 1)  # the warm start of CG
         als.solve_rows(x, obs, theta, lam, targets=y, cg_steps=self.cg_steps)
+
+    def _als_half(self, side, col_idx, r, own_bias, own_factors, other_bias, other_factors):
+        """One half of an ALS sweep: every row's [bias, factors] with the other side fixed."""
+        theta = torch.cat([own_bias[:, None], own_factors], 1)
+        self._solve_side(*side, col_idx, r, theta, other_bias, other_factors)
         own_bias.copy_(theta[:, 0])
         own_factors.copy_(theta[:, 1:])
+
+    def fold_in(self, item, owner, n_users, rating=None, *, reg=None):
+        """The ALS user step of this model (in float64) for new users: ridge regression of their ratings
+        ``r - μ - b_i`` on ``[1, q_i]`` with the per-rating penalty ``n_u · diag(reg_bias, reg, ..., reg)``."""
+        if rating is None:
+            raise ValueError("BiasedMF predicts ratings: fold-in needs the new users' ratings")
+        Q, bi = self.item_factors_.detach().double(), self.item_bias_.detach().double()
+        obs = als.Observations(owner, item, n_users, len(Q), device=Q.device, dtype=Q.dtype)
+        theta = Q.new_zeros(n_users, Q.shape[1] + 1)
+        lam = obs.counts.double()[:, None] * self._penalty(reg, Q.dtype, Q.device)
+        self._solve_side(obs, lam, torch.from_numpy(item).to(Q.device), torch.as_tensor(rating, device=Q.device),
+                         theta, bi, Q)
+        dt = self.item_factors_.dtype
+        return theta[:, 1:].to(dt), theta[:, 0].to(dt)
 
     def _als_sweep(self, u, i, r, sides) -> None:
         bu, bi, p, q = self._params()
@@ -600,17 +595,7 @@ class BayesianMF(RatingMixin, Recommender):
             sse += (-2 * (theta * rhs).sum() + torch.einsum("nd,nde,ne->", theta, gram, theta)).double()
         return new, sse
 
-    def fit(self, train: Interactions, valid: Interactions | None = None, patience: int | None = None) -> "BayesianMF":
-        """Run ``init_sweeps`` ALS sweeps, ``burn_in`` discarded Gibbs sweeps and ``n_samples`` kept ones.
-
-        ``valid`` (optional) is only monitored: the validation RMSE of the running average is recorded per kept
-        sweep; ``patience`` stops sampling after that many kept sweeps without improvement.
-        """
-        return super().fit(train, valid, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
-        if patience is not None and valid is None:
-            raise ValueError("patience needs a validation set: pass valid=...")
         dev = self.device_
         k, dt = int(self.n_factors), self.dtype
         rng = np.random.default_rng(int(self.random_state))
@@ -676,30 +661,6 @@ class BayesianMF(RatingMixin, Recommender):
         self.item_factors_ = (stack_i[:, :, 1:].permute(1, 0, 2).reshape(train.n_items, s * k) / math.sqrt(s)).float()
         self.n_kept_ = s
         self.history_ = history
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# hyperparameter selection on a validation part of the training data
-# ---------------------------------------------------------------------------------------------------------------------
-def tune_on_validation(make_model: Callable[..., object], grid, train: Interactions, seed=0, protocol: str = "E1",
-                       refit: bool = True, clip=(1, 5), patience: int | None = None):
-    """:func:`mfkit.training.tune` by validation RMSE, returning ``(model, best_params, table)`` (Chapter 5's call).
-
-    ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); each candidate
-    ``make_model(**params)`` is fitted on the inner part and scored by validation RMSE (predictions clipped to
-    ``clip``); with ``refit`` the best is refitted on all of ``train`` (else ``model`` is None). With ``patience``,
-    candidates stop early on the validation part, the table records each one's best epoch as ``n_epochs``, and the
-    refit uses it. ``table``: the candidates' parameters, ``n_epochs`` (with patience) and ``valid_rmse``, best
-    first.
-
-    Used by: Chapters 5–6 and ``benchmarks/explicit_ml100k.py``.
-    """
-    result = tune(make_model, train, grid, metric="rmse", protocol=protocol, seed=seed,
-                  per_epoch=patience is not None, patience=patience, select_epochs=refit and patience is not None,
-                  refit=refit, clip=clip)
-    table = result.table.drop(columns="fit_s").rename(columns={"rmse": "valid_rmse", "best_epoch": "n_epochs"})
-    table = table[[c for c in table.columns if c != "valid_rmse"] + ["valid_rmse"]]
-    return result.model, result.best_params, table
 
 
 # ---------------------------------------------------------------------------------------------------------------------

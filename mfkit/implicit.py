@@ -36,18 +36,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import als
 from .als import observed_pairs
-from .base import Recommender, check_choice, check_float, check_int
+from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics
-from .training import check_optimizer, epoch_loop, train_loop, tune
+from .training import check_optimizer, epoch_loop, train_loop
 
 __all__ = ["weighted_loss_dense", "weighted_loss_gram", "row_regularisation", "WeightedMF", "Popularity",
-           "tune_weighted_mf", "autograd_saved_bytes", "SOLVERS", "LOSSES"]
+           "autograd_saved_bytes", "SOLVERS", "LOSSES"]
 
 SOLVERS = ("dense", "gram", "als")
 LOSSES = ("squared", "sigmoid", "logistic")
@@ -253,7 +252,7 @@ def _sparse_gram_loss(U, V, R, unobserved_weight, reg, user_reg, item_reg, out=N
 # ---------------------------------------------------------------------------------------------------------------------
 # The estimator
 # ---------------------------------------------------------------------------------------------------------------------
-class WeightedMF(Recommender):
+class WeightedMF(FactorMixin, Recommender):
     """Weighted matrix factorization for implicit feedback (the seeds' model, trained and evaluated properly).
 
     Parameters
@@ -266,7 +265,7 @@ class WeightedMF(Recommender):
         validation picks ``w ≈ 0.3`` with ``reg ≈ 10``.
     reg : float
         ``λ`` in the units of the summed loss (see the module docstring), times the per-row multipliers of
-        ``reg_scaling``. The default 0.01 barely regularises; see :func:`tune_weighted_mf`.
+        ``reg_scaling``. The default 0.01 barely regularises; see :func:`mfkit.training.tune`.
     solver : {"als", "gram", "dense"}
         ``"als"``: closed-form weighted alternating least squares, one batch of ``k × k`` solves per half-sweep.
         ``"gram"``: a torch optimizer on the exact loss computed through Gram matrices (no dense matrix).
@@ -340,32 +339,7 @@ class WeightedMF(Recommender):
         self.als_method, self.cg_steps = als_method, check_int("cg_steps", cg_steps)
 
     # -- fitting -------------------------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None, k: int = 10,
-            patience: int | None = None) -> "WeightedMF":
-        """Fit on the interactions ``train`` (every row counts as an interaction, duplicates once), from scratch.
-
-        Parameters
-        ----------
-        valid : Interactions, optional
-            Held-out interactions in the same index space; nDCG@``k`` on them (train items excluded) is recorded
-            after each epoch/sweep as ``metric``, and the factors of the best epoch are kept.
-        k : int
-            Cut-off of the validation nDCG.
-        patience : int, optional
-            Stop after this many epochs/sweeps without a better validation nDCG (needs ``valid``).
-
-        Raises
-        ------
-        ValueError
-            ``solver="dense"`` on a matrix over ``max_dense_bytes``.
-        DivergenceError
-            The loss or the factors became NaN/inf.
-        """
-        return super().fit(train, valid, k=k, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None) -> None:
-        if patience is not None and valid is None:
-            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, dim = train.n_users, train.n_items, self.n_factors
         if self.solver == "dense" and n_users * n_items * 4 > self.max_dense_bytes:
             raise ValueError(
@@ -463,8 +437,39 @@ class WeightedMF(Recommender):
         with torch.no_grad():
             return self._link((self.user_factors_[u] * self.item_factors_[i]).sum(-1))
 
-    def _item_vectors(self) -> torch.Tensor:
-        return self.item_factors_
+    # -- hooks: fold-in (the vectors come from FactorMixin: σ is monotone, the ranking is u·v's) ----------------
+    def _lambda(self, counts: np.ndarray, reg: float | None) -> np.ndarray:
+        return (self.reg if reg is None else reg) * row_regularisation(counts, self.train_.n_items,
+                                                                       self.unobserved_weight, self.reg_scaling)
+
+    def fold_in(self, item, owner, n_users, rating=None, *, reg=None):
+        """One ALS user step (Hu et al. 2008) against the fixed item factors, with the model's ``reg`` and
+        ``reg_scaling``: :func:`mfkit.als.solve_rows`. Only the squared loss has one (``NotImplementedError``)."""
+        if self.loss != "squared":
+            raise NotImplementedError(f"loss={self.loss!r} has no closed-form user step")
+        V = self.item_factors_.detach()
+        counts = np.bincount(owner, minlength=n_users)
+        obs = als.Observations(owner, item, n_users, len(V), device=V.device, dtype=V.dtype)
+        x = V.new_zeros(n_users, V.shape[1])
+        lam = torch.as_tensor(self._lambda(counts, reg), dtype=V.dtype, device=V.device)
+        als.solve_rows(V, obs, x, lam, unobserved_weight=self.unobserved_weight)
+        x[torch.from_numpy(counts == 0).to(V.device)] = 0.0
+        return x, None
+
+    def fold_in_loss(self, x, bias, rows, cols, counts, rating, reg):
+        """The model's loss (summed, its ``loss`` and ``reg_scaling``) of the new users' rows."""
+        V = self.item_factors_.detach().to(x.dtype)
+        R = torch.zeros(len(x), len(V), dtype=x.dtype, device=x.device)
+        R[rows, cols] = 1.0
+        user_reg = torch.as_tensor(self._lambda(counts.cpu().numpy(), 1.0), dtype=x.dtype, device=x.device)
+        lam = self.reg if reg is None else reg
+        return weighted_loss_dense(x, V, R, self.unobserved_weight, lam, user_reg=user_reg,
+                                   item_reg=torch.zeros(len(V), dtype=x.dtype, device=x.device), loss=self.loss,
+                                   reduction="sum")
+
+    def score_folded(self, x, bias=None):
+        with torch.no_grad():
+            return self._link(x @ self.item_factors_.T)
 
 
 class Popularity(Recommender):
@@ -497,31 +502,6 @@ class Popularity(Recommender):
         """The item counts, the same row for every user: ``(len(users), n_items)`` (a broadcast view)."""
         n = len(self._user_index(users))
         return self.item_scores_.unsqueeze(0).expand(n, -1)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Hyperparameter selection on validation data carved from train
-# ---------------------------------------------------------------------------------------------------------------------
-def tune_weighted_mf(train: Interactions, grid, *, base_params: dict | None = None, protocol: str = "I1", seed=0,
-                     k: int = 10, patience: int | None = None, select_epochs: bool = True, device=None,
-                     show_progress: bool | None = None) -> tuple[dict, pd.DataFrame]:
-    """:func:`mfkit.training.tune` for :class:`WeightedMF`, returning ``(best_params, table)`` (Chapter 2's call).
-
-    Every grid point is fitted on the inner train part of ``train`` (``protocol``, ``seed``) and scored by
-    nDCG@``k`` on the validation part after every epoch/sweep; ``table`` has the grid's columns, ``ndcg`` (best
-    validation nDCG@k), ``best_epoch`` and ``fit_s``, best first. ``select_epochs`` sets ``n_epochs`` of the best
-    parameters to the best epoch/sweep seen on validation.
-
-    Used by: Chapter 2 and the I1 benchmark (``benchmarks/implicit_ml100k.py``).
-    """
-    base = dict(base_params or {})
-    if device is not None:
-        base["device"] = device
-    if show_progress is not None:
-        base.setdefault("show_progress", show_progress)
-    result = tune(WeightedMF, train, grid, base_params=base, metric="ndcg", k=k, protocol=protocol, seed=seed,
-                  patience=patience, select_epochs=select_epochs, show_progress=show_progress)
-    return result.best_params, result.table
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -30,9 +30,10 @@ import torch
 
 from . import als
 from .als import observed_pairs
-from .base import Recommender, check_choice, check_float, check_int
+from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics, top_k_items
+from .topk import seen_csr, seen_rows
 from .training import epoch_loop, train_loop
 
 __all__ = ["BPR", "ItemKNN", "EASE", "ConfidenceMF", "SAMPLING", "bpr_loss", "sample_negatives",
@@ -44,18 +45,6 @@ SAMPLING = ("uniform", "popularity")
 # ---------------------------------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------------------------------
-def _dense_rows(train: Interactions, users: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    """``(len(users), n_items)`` 0/1 rows of the training matrix, on ``users``' device."""
-    csr = train.to_csr("ones")
-    rows = users.cpu().numpy()
-    sub = csr[rows]
-    row_pos = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    out = torch.zeros(len(rows), train.n_items, dtype=dtype, device=users.device)
-    out[torch.from_numpy(row_pos).to(users.device), torch.from_numpy(sub.indices.astype(np.int64)).to(
-        users.device)] = 1.0
-    return out
-
-
 def _sparse_matrix(rows, cols, values, shape, device, dtype=torch.float32) -> torch.Tensor:
     """A coalesced torch COO matrix (what ``torch.sparse.mm`` takes on CPU and CUDA)."""
     idx = torch.stack([torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)])
@@ -122,7 +111,7 @@ def sample_negatives(users: torch.Tensor, positive_keys: torch.Tensor, n_items: 
                      f"{2 * max_rounds} rounds: the user has (nearly) every item")
 
 
-class BPR(Recommender):
+class BPR(FactorMixin, Recommender):
     """Matrix factorization trained for ranking with the BPR pairwise loss (Rendle et al. 2009).
 
     The score is ``x_ui = p_u · q_i + b_i`` (an item bias, as most BPR implementations add). Each epoch visits
@@ -185,8 +174,6 @@ class BPR(Recommender):
         self.show_progress = show_progress
 
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None):
-        if patience is not None and valid is None:
-            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, device = train.n_users, train.n_items, self.device_
         user_np, item_np = observed_pairs(train)
         counts = np.bincount(user_np, minlength=n_users)
@@ -237,9 +224,6 @@ class BPR(Recommender):
         u = self._user_index(users)
         with torch.no_grad():
             return self.user_factors_[u] @ self.item_factors_.T + self.item_bias_[None, :]
-
-    def _item_vectors(self) -> torch.Tensor:
-        return self.item_factors_
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -316,7 +300,7 @@ class ItemKNN(Recommender):
     def score_users(self, users) -> torch.Tensor:
         """``X_u W``: for each item, the summed similarity to the user's items among its neighbours."""
         u = self._user_index(users)
-        rows = _dense_rows(self.train_, u)
+        rows = seen_rows(seen_csr(self.train_), u)
         with torch.no_grad():
             return torch.sparse.mm(self._weights().t(), rows.T).T
 
@@ -394,7 +378,7 @@ class EASE(Recommender):
     def score_users(self, users) -> torch.Tensor:
         """``X_u B`` for every item."""
         u = self._user_index(users)
-        rows = _dense_rows(self.train_, u, self.weights_.dtype)
+        rows = seen_rows(seen_csr(self.train_), u, self.weights_.dtype)
         with torch.no_grad():
             return (rows @ self.weights_).float()
 
@@ -405,7 +389,7 @@ class EASE(Recommender):
 CONFIDENCES = ("binary", "rating")
 
 
-class ConfidenceMF(Recommender):
+class ConfidenceMF(FactorMixin, Recommender):
     """Implicit-feedback matrix factorization with Hu, Koren & Volinsky's (2008) confidence weights, fitted by ALS.
 
     Minimises ``Σ_{u,i} c_ui (p_ui - x_u·y_i)² + reg (Σ|x_u|² + Σ|y_i|²)`` over *all* cells, with preference
@@ -462,8 +446,6 @@ class ConfidenceMF(Recommender):
         return user_np, csr.indices.astype(np.int64), self.alpha * csr.data
 
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None):
-        if patience is not None and valid is None:
-            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, dim, device = train.n_users, train.n_items, self.n_factors, self.device_
         user_np, item_np, extra = self._confidence_values(train)  # extra = c - 1 on observed cells
         by_user = als.Observations(user_np, item_np, n_users, n_items, device=device)
@@ -505,9 +487,6 @@ class ConfidenceMF(Recommender):
         u = self._user_index(users)
         with torch.no_grad():
             return self.user_factors_[u] @ self.item_factors_.T
-
-    def _item_vectors(self) -> torch.Tensor:
-        return self.item_factors_
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import torch
 from mfkit.data import Interactions
 from mfkit import als
 from mfkit.implicit import (Popularity, WeightedMF, autograd_saved_bytes,
-                            row_regularisation, tune_weighted_mf, weighted_loss_dense, weighted_loss_gram)
+                            row_regularisation, weighted_loss_dense, weighted_loss_gram)
 from mfkit.metrics import ranking_metrics, top_k_items
-from mfkit.training import DivergenceError
+from mfkit.training import DivergenceError, tune
 
 
 def random_problem(n_users=9, n_items=13, k=4, density=0.3, seed=0, dtype=torch.float64):
@@ -238,7 +238,8 @@ def test_popularity_scores_are_counts():
 def test_tune_picks_the_best_validation_point():
     train, _ = block_data(n_users=80, n_items=40)
     grid = {"unobserved_weight": [0.05, 0.3], "reg": [0.5, 5.0]}
-    best, table = tune_weighted_mf(train, grid, base_params={"n_factors": 4, "n_epochs": 4}, k=5, device="cpu")
+    result = tune(WeightedMF, train, grid, base_params={"n_factors": 4, "n_epochs": 4, "device": "cpu"}, k=5)
+    best, table = result.best_params, result.table
     assert len(table) == 4 and table["ndcg"].is_monotonic_decreasing
     top = table.iloc[0]
     assert best["unobserved_weight"] == top["unobserved_weight"] and best["reg"] == top["reg"]

@@ -45,7 +45,7 @@ import scipy.sparse as sp
 import torch
 from _common import netflix_shaped, save_results
 
-from mfkit.als import observed_pairs
+from mfkit.observed import observed_pairs
 from mfkit.data import Interactions, load_movielens_100k, random_split
 from mfkit.explicit import BiasedMF
 from mfkit.implicit import WeightedMF, weighted_loss_gram

@@ -31,16 +31,9 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["Observations", "solve_rows", "observed_pairs"]
+__all__ = ["Observations", "solve_rows", "same_pattern"]
 
 SOLVERS = ("cholesky", "cg")
-
-
-def observed_pairs(data) -> tuple[np.ndarray, np.ndarray]:
-    """Observed (user, item) pairs of an :class:`~mfkit.data.Interactions`, each once, sorted by user (then item)."""
-    csr = data.to_csr("ones")
-    user = np.repeat(np.arange(data.n_users), np.diff(csr.indptr))
-    return user.astype(np.int64), csr.indices.astype(np.int64)
 
 
 def _csr(indptr: np.ndarray, cols: np.ndarray, values: torch.Tensor, n_cols: int, device) -> torch.Tensor:

@@ -31,7 +31,8 @@ import torch
 from . import __version__
 from .data.interactions import Interactions
 from .metrics import mae, rmse
-from .topk import seen_csr, top_k
+from .observed import seen_csr
+from .topk import top_k
 from .utils import get_device
 
 __all__ = ["NotFittedError", "Recommender", "RatingMixin", "RECOMMEND_COLUMNS", "SIMILAR_COLUMNS",

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from . import als
-from .als import observed_pairs
 from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics
+from .observed import item_popularity, observed_pairs
 from .training import check_optimizer, epoch_loop, train_loop
 
 __all__ = ["weighted_loss_dense", "weighted_loss_gram", "row_regularisation", "WeightedMF", "Popularity",
@@ -494,9 +494,7 @@ class Popularity(Recommender):
         self.device = device
 
     def _fit(self, train: Interactions, valid: Interactions | None = None) -> None:
-        _, item = observed_pairs(train)
-        self.item_scores_ = torch.from_numpy(np.bincount(item, minlength=train.n_items).astype(np.float32)).to(
-            self.device_)
+        self.item_scores_ = torch.from_numpy(item_popularity(train).astype(np.float32)).to(self.device_)
 
     def score_users(self, users) -> torch.Tensor:
         """The item counts, the same row for every user: ``(len(users), n_items)`` (a broadcast view)."""

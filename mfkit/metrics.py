@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .topk import csr_rows_as_coo, seen_csr, top_k
+from .observed import seen_csr
+from .topk import csr_rows_as_coo, top_k
 
 __all__ = ["rmse", "mae", "NonFiniteError", "paired_comparison", "PairedComparison"]
 

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from . import als
-from .als import observed_pairs
 from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics, top_k_items
-from .topk import seen_csr, seen_rows
+from .observed import item_popularity, observed_pairs, seen_csr
+from .topk import seen_rows
 from .training import epoch_loop, train_loop
 
 __all__ = ["BPR", "ItemKNN", "EASE", "ConfidenceMF", "SAMPLING", "bpr_loss", "sample_negatives",
@@ -191,7 +191,7 @@ class BPR(FactorMixin, Recommender):
         users_cpu, items_cpu = torch.from_numpy(user_np), torch.from_numpy(item_np)
         probs = None
         if self.sampling == "popularity":
-            pop = torch.from_numpy(np.bincount(item_np, minlength=n_items).astype(np.float64))
+            pop = torch.from_numpy(item_popularity(train).astype(np.float64))
             probs = pop ** self.pop_exponent
             probs[pop == 0] = 0.0
         reg = self.reg
@@ -595,7 +595,7 @@ def beyond_accuracy(model, train: Interactions, users=None, k: int = 10, device=
     if users is None:
         users = np.unique(user_np)
     users = np.asarray(users, dtype=np.int64)
-    pop = np.bincount(item_np, minlength=n_items).astype(np.float64)
+    pop = item_popularity(train).astype(np.float64)
     top, _ = top_k_items(model, train, users, k=k, device=device)
     top = top.cpu().numpy()
     pop_scores = torch.from_numpy(pop).float()

@@ -26,7 +26,8 @@ from scipy.special import ndtr
 
 from .data.interactions import Interactions
 from .serving import top_k_exact
-from .topk import seen_csr, top_k_vectors
+from .observed import seen_csr
+from .topk import top_k_vectors
 from .utils import get_device
 
 __all__ = ["StageTimer", "peak_rss_bytes", "current_rss_bytes", "reset_peak_rss", "train_without_probe",

@@ -34,6 +34,7 @@ import torch
 
 from .base import RatingMixin, Recommender, _raw_to_index, check_float, check_int
 from .data import Interactions
+from .observed import item_popularity
 from .topk import top_k_vectors
 
 __all__ = ["FoldIn", "fold_in_users", "fold_in", "score_fold_in", "recommend_new_user", "popularity_scores",
@@ -238,9 +239,7 @@ def fold_in(model, item_ids, ratings=None, **kwargs) -> FoldIn:
 
 def popularity_scores(model) -> torch.Tensor:
     """Distinct training users of each item (the popularity baseline), on the model's device."""
-    csr = model.train_.to_csr("ones")
-    counts = np.bincount(csr.indices, minlength=model.train_.n_items).astype(np.float32)
-    return torch.from_numpy(counts).to(model.device_)
+    return torch.from_numpy(item_popularity(model.train_).astype(np.float32)).to(model.device_)
 
 
 def recommend_new_user(model, item_ids, ratings=None, k: int = 10, exclude_seen: bool = True,

@@ -51,9 +51,9 @@ import pandas as pd
 import torch
 
 from . import als
-from .als import observed_pairs  # observed pairs, each once, sorted by user
 from .base import Recommender, check_float, check_int
 from .data import Interactions
+from .observed import observed_pairs
 from .utils import progress
 
 __all__ = ["SparkALS", "local_session", "local_session_log", "local_session_start_seconds", "stop_local_session",

@@ -11,15 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["seen_csr", "seen_rows", "mask_seen", "top_k", "top_k_vectors"]
-
-
-def seen_csr(data):
-    """The items of each user of an :class:`~mfkit.data.Interactions` as a scipy CSR matrix of ones (a pair held
-    twice counts once)."""
-    csr = data.to_csr("ones")
-    csr.data[:] = 1.0
-    return csr
+__all__ = ["seen_rows", "mask_seen", "top_k", "top_k_vectors"]
 
 
 def csr_rows_as_coo(csr, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:

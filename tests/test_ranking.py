@@ -6,7 +6,7 @@ import torch
 from mfkit.data import Interactions
 from mfkit.implicit import Popularity
 from mfkit.metrics import ranking_metrics
-from mfkit.als import observed_pairs
+from mfkit.observed import observed_pairs
 from mfkit.ranking import (BPR, EASE, ConfidenceMF, ItemKNN, _gini, beyond_accuracy, bpr_loss, ease_memory_bytes,
                            fit_and_score, sample_negatives, sampled_ranking_metrics)
 from mfkit.training import DivergenceError

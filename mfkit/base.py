@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from .data.interactions import Interactions
 from .metrics import mae, rmse
 from .observed import seen_csr
 from .topk import top_k
-from .utils import get_device
+from .utils import check_choice, check_float, check_int, get_device  # noqa: F401 (re-exported)
 
 __all__ = ["NotFittedError", "Recommender", "RatingMixin", "RECOMMEND_COLUMNS", "SIMILAR_COLUMNS",
            "check_interactions", "rating_errors", "check_int", "check_float", "check_choice"]
@@ -56,32 +55,6 @@ class NotFittedError(RuntimeError, AttributeError):
 # ---------------------------------------------------------------------------------------------------------------------
 # Parameter and data checks
 # ---------------------------------------------------------------------------------------------------------------------
-def check_int(name: str, value, minimum: int | None = 1) -> int:
-    """``int(value)``, or a ValueError naming the parameter when it is not a whole number ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or value != int(value):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value, minimum: float | None = 0.0, strict: bool = False) -> float:
-    """``float(value)``, or a ValueError when it is not a finite number ``>= minimum`` (``> minimum`` if strict)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value, choices) -> object:
-    """``value``, or a ValueError listing ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
-
-
 def check_interactions(data, what: str = "train", ratings: bool = False, like: Interactions | None = None) -> None:
     """The checks every model's ``fit`` makes on its data (called by :meth:`Recommender.fit`).
 

@@ -25,11 +25,12 @@ from torch.nn import functional as F
 from .base import Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics, rmse
+from .sampling import positive_keys, sample_negatives
 from .training import check_optimizer, minibatches, train_loop
 from .utils import cpu_threads, get_device
 
-__all__ = ["GMF", "MLP", "NeuMF", "Tower", "NCF", "TwoTower", "sample_negatives", "in_batch_softmax_loss",
-           "positive_keys", "mlp_learns_dot_product"]
+__all__ = ["GMF", "MLP", "NeuMF", "Tower", "NCF", "TwoTower", "in_batch_softmax_loss",
+           "mlp_learns_dot_product"]
 
 # Upper bound on the floats one chunk of all-items MLP scoring materialises (64 MB in fp32): keeps scoring a whole
 # catalogue for a batch of users within laptop memory without a Python loop per user.
@@ -257,84 +258,6 @@ class _RatingNet(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------------
 # Negative sampling and the in-batch softmax loss
 # ---------------------------------------------------------------------------------------------------------------------
-def positive_keys(user: torch.Tensor, item: torch.Tensor, n_items: int) -> torch.Tensor:
-    """Sorted unique keys ``user * n_items + item`` of the observed pairs (what :func:`sample_negatives` avoids)."""
-    return torch.unique(user.long() * n_items + item.long())  # torch.unique sorts
-
-
-def sample_negatives(user: torch.Tensor, keys: torch.Tensor, n_items: int, n_negatives: int = 4,
-                     generator: torch.Generator | None = None, max_rounds: int = 100,
-                     return_collisions: bool = False):
-    """Draw ``n_negatives`` items per entry of ``user``, uniformly among the items the user has *not* interacted with.
-
-    Vectorised rejection sampling on ``user``'s device: all candidates are drawn at once, those that hit a positive
-    (a binary search in the sorted ``keys``) are redrawn, and only they, until none is left. He et al. (2017,
-    Section 4.1) sample negatives uniformly from the unobserved items, afresh each epoch. Used by: Chapter 7.
-
-    Parameters
-    ----------
-    user : LongTensor, shape (n,)
-        The user of each positive.
-    keys : LongTensor
-        Sorted keys of every observed pair, from :func:`positive_keys`.
-    n_items : int
-        Catalogue size.
-    n_negatives : int
-        Negatives per entry of ``user``.
-    generator : torch.Generator, optional
-        On ``user``'s device.
-    max_rounds : int
-        Redraw rounds. The chance a candidate still collides after ``r`` rounds is ``d**r`` for a user with a share
-        ``d`` of the catalogue in train (``d < 0.3`` on MovieLens, so ``1e-50`` after 100 rounds); whatever collides
-        after the last round is kept (``return_collisions`` reports how many).
-    return_collisions : bool
-        Also return the number of sampled pairs that are still positives (0 in practice).
-
-    Returns
-    -------
-    user, item : LongTensors of shape (n * n_negatives,)
-        The user repeated ``n_negatives`` times (``repeat_interleave``) and the sampled items.
-    n_collisions : int
-        Only with ``return_collisions``.
-
-    Raises
-    ------
-    ValueError
-        If ``n_negatives < 1`` or a user has interacted with every item (no negative exists).
-    """
-    if n_negatives < 1:
-        raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
-    if keys.numel() and n_items <= 0:
-        raise ValueError(f"n_items must be positive, got {n_items}")
-    user = user.long()
-    device = user.device
-    # A user with every item has no negative: refuse rather than loop for ever.
-    per_user = torch.bincount(torch.div(keys, n_items, rounding_mode="floor"))
-    if per_user.numel() and int(per_user.max()) >= n_items:
-        raise ValueError("a user has interacted with every item, so no negative can be sampled for them")
-    neg_user = user.repeat_interleave(n_negatives)
-    item = torch.randint(n_items, neg_user.shape, device=device, generator=generator)
-    todo = _collisions(neg_user, item, keys, n_items)
-    for _ in range(max_rounds):
-        if todo.numel() == 0:
-            break
-        item[todo] = torch.randint(n_items, todo.shape, device=device, generator=generator)
-        still = _collisions(neg_user[todo], item[todo], keys, n_items)
-        todo = todo[still]
-    if return_collisions:
-        return neg_user, item, int(todo.numel())
-    return neg_user, item
-
-
-def _collisions(user: torch.Tensor, item: torch.Tensor, keys: torch.Tensor, n_items: int) -> torch.Tensor:
-    """Positions whose (user, item) pair is among the sorted ``keys``."""
-    if keys.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=user.device)
-    cand = user * n_items + item
-    pos = torch.searchsorted(keys, cand).clamp_(max=keys.numel() - 1)
-    return torch.nonzero(keys[pos] == cand, as_tuple=True)[0]
-
-
 def in_batch_softmax_loss(user_vectors: torch.Tensor, item_vectors: torch.Tensor, temperature: float = 1.0,
                           item_log_q: torch.Tensor | None = None, item_ids: torch.Tensor | None = None
                           ) -> torch.Tensor:
@@ -537,7 +460,8 @@ class NCF(_NeuralRecommender):
             epoch_data = {}
 
             def batches(epoch):
-                neg_user, neg_item = sample_negatives(pos_user, keys, n_items, self.n_negatives, self._dev_gen)
+                neg_user, neg_item = sample_negatives(pos_user, keys, n_items, self.n_negatives,
+                                                      generator=self._dev_gen)
                 epoch_data.update(user=torch.cat([pos_user, neg_user]), item=torch.cat([pos_item, neg_item]),
                                   target=torch.cat([ones, zeros]))
                 return minibatches(len(epoch_data["user"]), self.batch_size, self.device_, self._cpu_gen)

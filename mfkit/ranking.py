@@ -33,10 +33,11 @@ from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics, top_k_items
 from .observed import item_popularity, observed_pairs, seen_csr
+from .sampling import sample_negatives
 from .topk import seen_rows
 from .training import epoch_loop, train_loop
 
-__all__ = ["BPR", "ItemKNN", "EASE", "ConfidenceMF", "SAMPLING", "bpr_loss", "sample_negatives",
+__all__ = ["BPR", "ItemKNN", "EASE", "ConfidenceMF", "SAMPLING", "bpr_loss",
            "ease_memory_bytes", "sampled_ranking_metrics", "beyond_accuracy", "fit_and_score"]
 
 SAMPLING = ("uniform", "popularity")
@@ -58,57 +59,6 @@ def _sparse_matrix(rows, cols, values, shape, device, dtype=torch.float32) -> to
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """Mean pairwise logistic loss ``-log σ(x_ui - x_uj)`` of BPR (Rendle et al. 2009), computed stably."""
     return torch.nn.functional.softplus(neg_scores - pos_scores).mean()
-
-
-def sample_negatives(users: torch.Tensor, positive_keys: torch.Tensor, n_items: int, *,
-                     probabilities: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                     max_rounds: int = 50) -> torch.Tensor:
-    """One negative item per entry of ``users``: an item the user has no training interaction with.
-
-    All draws are made at once; only those that hit a positive (found by binary search in the sorted
-    ``user * n_items + item`` keys) are redrawn, round by round. Draws are made on the CPU (with ``generator``), so a
-    seed gives the same negatives on every device.
-
-    Parameters
-    ----------
-    users : (n,) int64 tensor
-        Dense user index of each draw.
-    positive_keys : (nnz,) int64 tensor, sorted
-        ``user * n_items + item`` of every training pair (CPU).
-    n_items : int
-        Catalogue size.
-    probabilities : (n_items,) tensor, optional
-        Sampling distribution over items (uniform when None), e.g. proportional to popularity.
-    generator : torch.Generator, optional
-        CPU generator.
-    max_rounds : int
-        After this many rounds the draws still hitting positives are redrawn uniformly (a popularity distribution
-        may give a user's unobserved items zero mass); after as many more, ValueError.
-
-    Returns
-    -------
-    (n,) int64 tensor on the CPU.
-    """
-    users = users.cpu().long()
-    n_items = int(n_items)
-
-    def draw(n, uniform):
-        if uniform or probabilities is None:
-            return torch.randint(n_items, (n,), generator=generator)
-        return torch.multinomial(probabilities, n, replacement=True, generator=generator)
-
-    neg = draw(len(users), False)
-    todo = torch.arange(len(users))
-    for round_ in range(2 * max_rounds):
-        keys = users[todo] * n_items + neg[todo]
-        pos = torch.searchsorted(positive_keys, keys).clamp_max(max(len(positive_keys) - 1, 0))
-        hit = positive_keys[pos] == keys if len(positive_keys) else torch.zeros_like(keys, dtype=torch.bool)
-        todo = todo[hit]
-        if len(todo) == 0:
-            return neg
-        neg[todo] = draw(len(todo), round_ >= max_rounds)
-    raise ValueError(f"could not draw negatives for {len(todo)} draw(s) (e.g. user {int(users[todo[0]])}) after "
-                     f"{2 * max_rounds} rounds: the user has (nearly) every item")
 
 
 class BPR(FactorMixin, Recommender):
@@ -199,7 +149,7 @@ class BPR(FactorMixin, Recommender):
         def batches(epoch):
             for idx in torch.randperm(len(keys), generator=gen).split(self.batch_size):
                 u = users_cpu[idx]
-                j = sample_negatives(u, keys, n_items, probabilities=probs, generator=gen)
+                _, j = sample_negatives(u, keys, n_items, probabilities=probs, generator=gen)
                 yield u.to(device), items_cpu[idx].to(device), j.to(device)
 
         def loss_fn(batch):
@@ -548,7 +498,7 @@ def sampled_ranking_metrics(model, train: Interactions, test: Interactions, n_ne
     pos = scores.gather(1, torch.from_numpy(test.item.astype(np.int64)).to(device)[:, None])
     hits, ndcgs = [], []
     for _ in range(n_draws):
-        neg = sample_negatives(users.repeat_interleave(n_negatives), keys, n_items, generator=gen)
+        _, neg = sample_negatives(users, keys, n_items, n_negatives, generator=gen)
         neg_scores = scores.gather(1, neg.reshape(len(users), n_negatives).to(device))
         rank = (neg_scores > pos).sum(1).double() + 0.5 * (neg_scores == pos).sum(1).double()
         hit = (rank < k).double()

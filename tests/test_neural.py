@@ -7,8 +7,8 @@ import torch
 
 from mfkit.data import Interactions
 from mfkit.metrics import ranking_metrics, rmse
-from mfkit.neural import (GMF, MLP, NCF, NeuMF, Tower, TwoTower, in_batch_softmax_loss, positive_keys,
-                          sample_negatives)
+from mfkit.neural import GMF, MLP, NCF, NeuMF, Tower, TwoTower, in_batch_softmax_loss
+from mfkit.sampling import positive_keys, sample_negatives
 
 
 # -- planted data ----------------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from mfkit.data import Interactions
 from mfkit.implicit import Popularity
 from mfkit.metrics import ranking_metrics
 from mfkit.observed import observed_pairs
+from mfkit.sampling import sample_negatives
 from mfkit.ranking import (BPR, EASE, ConfidenceMF, ItemKNN, _gini, beyond_accuracy, bpr_loss, ease_memory_bytes,
-                           fit_and_score, sample_negatives, sampled_ranking_metrics)
+                           fit_and_score, sampled_ranking_metrics)
 from mfkit.training import DivergenceError
 
 
@@ -119,7 +120,7 @@ def test_negative_sampling_avoids_positives(popularity):
     probs = torch.from_numpy(np.bincount(item, minlength=train.n_items).astype(np.float64)) if popularity else None
     users = torch.from_numpy(user).repeat(5)
     gen = torch.Generator().manual_seed(0)
-    neg = sample_negatives(users, keys, train.n_items, probabilities=probs, generator=gen)
+    _, neg = sample_negatives(users, keys, train.n_items, probabilities=probs, generator=gen)
     assert not np.isin(users.numpy() * train.n_items + neg.numpy(), keys.numpy()).any()
     if popularity:  # popular items are drawn more often than rare ones
         counts = np.bincount(neg.numpy(), minlength=train.n_items)

@@ -93,8 +93,8 @@ def main(argv=None) -> list[dict]:
                        "params": {"alpha": alpha, "n_factors": K, "implicit": implicit,
                                   "transductive": pairs is not None}, "valid_rmse": table}
                 runs.setdefault(label, []).append(run)
-                print(f"  seed={seed} model={label} rmse={run['rmse']:.4f} fit_s={run['fit_s']:.1f} "
-                      f"alpha={alpha} valid={table}", flush=True)
+                print(f"  seed={seed} model={label} rmse={run['rmse']:.4f} mae={run['mae']:.4f} "
+                      f"fit_s={run['fit_s']:.1f} alpha={alpha} valid={table}", flush=True)
             if implicit in ("none", "user"):
                 for k in args.ranks:
                     rmse = (runs[variants[0][0]][-1]["rmse"] if k == K else

@@ -1,4 +1,4 @@
-"""iALS options of the one weighted-ALS solver (mfkit.implicit.WeightedMF): normalised frequency-scaled λ, σ = 0.1/√d."""
+"""iALS options of the one weighted-ALS solver (WeightedMF): normalised frequency-scaled λ, init σ = 0.1/√d."""
 from __future__ import annotations
 
 import numpy as np

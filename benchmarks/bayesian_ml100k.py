@@ -44,15 +44,16 @@ ALPHAS = [1.0, 1.25, 1.5]
 RUNGS = [("Bayesian MF", "none"), ("Bayesian SVD++", "user"), ("Bayesian SVD++ flipped", "both")]
 
 
-def make(implicit: str, alpha: float, n_samples: int, k: int = K, device="cpu") -> BayesianMF:
-    return BayesianMF(n_factors=k, n_samples=n_samples, burn_in=BURN_IN, alpha=alpha, implicit=implicit,
+def make(implicit: str, alpha: float, n_samples: int, k: int = K, burn_in: int = BURN_IN,
+         device="cpu") -> BayesianMF:
+    return BayesianMF(n_factors=k, n_samples=n_samples, burn_in=burn_in, alpha=alpha, implicit=implicit,
                       device=device, show_progress=False)
 
 
-def choose_alpha(implicit: str, inner, valid, n_samples: int, device) -> tuple[float, dict]:
+def choose_alpha(implicit: str, inner, valid, n_samples: int, burn_in: int, alphas, device) -> tuple[float, dict]:
     table = {}
-    for alpha in ALPHAS:
-        model = make(implicit, alpha, n_samples, device=device).fit(inner)
+    for alpha in alphas:
+        model = make(implicit, alpha, n_samples, burn_in=burn_in, device=device).fit(inner)
         table[alpha] = evaluate(model, valid, clip=(1, 5))["rmse"]
     return min(table, key=table.get), {str(a): round(v, 5) for a, v in table.items()}
 
@@ -69,13 +70,18 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--ranks", type=int, nargs="*", default=[], help="n_factors of the rank curve")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (E1 budget: 2)")
+    parser.add_argument("--n-samples", type=int, default=N_SAMPLES, help="kept sweeps of the final fits")
+    parser.add_argument("--select-samples", type=int, default=SELECT_SAMPLES, help="kept sweeps when choosing alpha")
+    parser.add_argument("--burn-in", type=int, default=BURN_IN)
+    parser.add_argument("--alphas", type=float, nargs="+", default=ALPHAS, help="candidate noise precisions")
     parser.add_argument("--quick", action="store_true", help="seed 0, short chains, no record")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     seeds = [0] if args.quick else args.seeds
-    n_samples, select_samples = (20, 10) if args.quick else (N_SAMPLES, SELECT_SAMPLES)
+    n_samples, select_samples = (20, 10) if args.quick else (args.n_samples, args.select_samples)
+    burn_in = args.burn_in
     device = mfkit.setup(seed=0, device="cpu", threads=args.threads)
-    print(f"E1 seeds={seeds} threads={torch.get_num_threads()} k={K} burn_in={BURN_IN} n_samples={n_samples}",
+    print(f"E1 seeds={seeds} threads={torch.get_num_threads()} k={K} burn_in={burn_in} n_samples={n_samples}",
           flush=True)
     data = load_movielens_100k()
     runs: dict[str, list[dict]] = {}
@@ -84,12 +90,13 @@ def main(argv=None) -> list[dict]:
         train, test = random_split(data, 0.2, seed)
         inner, valid = train_validation_split(train, "E1", seed)
         for name, implicit in RUNGS:
-            alpha, table = choose_alpha(implicit, inner, valid, select_samples, device)
+            alpha, table = choose_alpha(implicit, inner, valid, select_samples, burn_in, args.alphas, device)
             variants = [(f"{name} (inductive)" if implicit != "none" else name, None)]
             if implicit != "none":
                 variants.append((f"{name} (transductive)", test))
             for label, pairs in variants:
-                run = {"seed": seed, **fit_and_score(make(implicit, alpha, n_samples), train, test, pairs),
+                run = {"seed": seed, **fit_and_score(make(implicit, alpha, n_samples, burn_in=burn_in), train, test,
+                                                     pairs),
                        "params": {"alpha": alpha, "n_factors": K, "implicit": implicit,
                                   "transductive": pairs is not None}, "valid_rmse": table}
                 runs.setdefault(label, []).append(run)
@@ -98,12 +105,14 @@ def main(argv=None) -> list[dict]:
             if implicit in ("none", "user"):
                 for k in args.ranks:
                     rmse = (runs[variants[0][0]][-1]["rmse"] if k == K else
-                            fit_and_score(make(implicit, alpha, n_samples, k=k), train, test)["rmse"])
+                            fit_and_score(make(implicit, alpha, n_samples, k=k, burn_in=burn_in), train,
+                                          test)["rmse"])
                     curve.setdefault(name, {}).setdefault(k, []).append(rmse)
                     print(f"  seed={seed} rank model={name} k={k} rmse={rmse:.4f}", flush=True)
     records = []
     for label, rs in runs.items():
         notes = f"k={K}, {n_samples} samples" + (", transductive" if "transductive" in label else "")
+        rs = [{**r, "n_samples": n_samples, "burn_in": burn_in} for r in rs]
         rec = e1_record(label, CHAPTER, rs, seeds, notes=notes)
         records.append(rec)
         print(f"E1 model={label} rmse={rec['rmse']:.4f} rmse_std={rec['rmse_std']:.4f} mae={rec['mae']:.4f} "

@@ -39,8 +39,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .base import (RatingMixin, Recommender, check_choice, check_float, check_int, check_interactions,
-                   rating_errors)
+from .base import RatingMixin, Recommender, check_choice, check_float, check_int, rating_errors
 from .data import Interactions, load_netflix, netflix_sample_dir, probe_split, read_probe
 from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop, tune
 from .utils import cpu_threads, get_device
@@ -694,6 +693,8 @@ class BayesianMF(RatingMixin, Recommender):
         Without them the sets come from ``train`` alone (inductive).
         """
         if implicit_pairs is not None:
+            from .base import check_interactions
+
             check_interactions(implicit_pairs, "implicit_pairs", False, like=train)
         return super().fit(train, valid, patience=patience, implicit_pairs=implicit_pairs)
 

@@ -7,7 +7,8 @@ export MFKIT_PROGRESS ?= 0
 export MFKIT_THREADS ?= 1
 export PYTHONHASHSEED = 0
 
-.PHONY: install book test unit nbval nbval-perturbed notebooks browser java clean
+.PHONY: install book test unit nbval nbval-perturbed notebooks browser java spark-cluster spark-cluster-stop \
+	test-spark clean
 
 # Notebook checks (CONTRIBUTING.md, "How a chapter is validated"): every chapter is re-run; a cell that raises fails
 # (its asserts check the numbers, with tolerances); printed output is compared only for cells whose first line is
@@ -32,6 +33,8 @@ book: install
 
 ## Every test: unit tests; the notebook checks twice (as they are, then perturbed: see NBVAL above);
 ## then the book is built and every page checked in headless Chromium (installed with apt-get when missing).
+## The Spark tests (tests/test_spark.py) and Chapter 8 start a standalone Spark cluster on 127.0.0.1 (mfkit.spark_cluster:
+## a master and two workers of one core and 1 GB) and stop every process of it when they end, also on failure.
 test: install browser java
 	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py
 	$(NBVAL) -n 2 --dist loadfile
@@ -58,6 +61,20 @@ java:
 		exit 1; }; \
 	fi
 
+## A standalone Spark cluster on 127.0.0.1 left running for a shell or a notebook: one master, two workers of one core
+## and 1 GB each (pyspark's spark-class; web UIs on 127.0.0.1 only). It prints the master's URL: run tests against it
+## with MFKIT_SPARK_MASTER=<url>. `make spark-cluster-stop` ends every process it started (by process id).
+SPARK_STATE = .spark-cluster/state.json
+spark-cluster: install java
+	$(BIN)/python -m mfkit.spark_cluster start --workers 2 --cores 1 --memory 1g --state $(SPARK_STATE)
+
+spark-cluster-stop:
+	$(BIN)/python -m mfkit.spark_cluster stop --state $(SPARK_STATE)
+
+## The Spark tests alone: they start their own cluster (or use MFKIT_SPARK_MASTER's) and stop it at the end.
+test-spark: install java
+	$(BIN)/python -m pytest tests/test_spark.py
+
 unit: install
 	$(BIN)/python -m pytest tests --ignore=tests/test_book_html.py
 
@@ -74,4 +91,4 @@ notebooks: install java
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 $(NB)
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache .spark-cluster

@@ -37,7 +37,7 @@ from .data import Interactions
 
 __all__ = ["FoldIn", "fold_in_users", "fold_in", "score_fold_in", "recommend_new_user", "popularity_scores",
            "new_user_split", "first_interactions", "movielens_item_features", "ItemFeatureRegression",
-           "cold_start_item_factors", "top_k_exact", "mips_augment", "ANNIndex", "retrieval_recall"]
+           "cold_start_item_factors", "top_k_exact", "mips_augment", "ANNIndex", "catalogue_like", "retrieval_recall"]
 
 NEW_USER_COLUMNS = ("item_id", "title", "score", "rank")
 """Columns of :func:`recommend_new_user`."""
@@ -713,12 +713,51 @@ class ANNIndex:
     def __len__(self) -> int:
         return len(self.items)
 
-    def search(self, queries, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries, k: int = 10, exclude=None, overfetch: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-``k`` by inner product: ``(scores, indices)``, two ``(n_queries, k)`` arrays, best
-        first; the scores are the exact inner products of the returned items."""
+        first; the scores are the exact inner products of the returned items.
+
+        ``exclude`` (one array of item indices per query, such as the items each user has seen) removes those items
+        from the answers. The graph cannot skip them, so the search over-fetches: it asks for ``k + overfetch``
+        candidates (``ef_search`` raised to at least that for the call), filters, and asks again with twice the
+        over-fetch for the queries left with fewer than ``k``, until every query has ``k`` or the whole catalogue was
+        fetched (then the missing slots hold index -1 and score -inf). ``overfetch`` defaults to ``k``; Chapter 10
+        measures what a heavy user needs.
+        """
         k = check_int("k", k, 1)
         if k > len(self):
             raise ValueError(f"k={k} is more than the {len(self)} items")
+        if exclude is not None:
+            return self._search_excluding(queries, k, exclude, k if overfetch is None else
+                                          check_int("overfetch", overfetch, 0))
+        return self._search(queries, k)
+
+    def _search_excluding(self, queries, k, exclude, overfetch):
+        Q = np.asarray(queries.detach().cpu() if isinstance(queries, torch.Tensor) else queries, dtype=np.float32)
+        if len(exclude) != len(Q):
+            raise ValueError(f"exclude must hold one array of item indices per query ({len(Q)}), got {len(exclude)}")
+        scores = np.full((len(Q), k), -np.inf, dtype=np.float32)
+        index = np.full((len(Q), k), -1, dtype=np.int64)
+        todo, extra, ef = np.arange(len(Q)), overfetch, self.ef_search
+        try:
+            while len(todo):
+                fetch = min(k + extra, len(self))
+                self.ef_search = max(ef, fetch)
+                s, i = self._search(Q[todo], fetch)
+                short = []
+                for row, q in enumerate(todo):
+                    keep = (i[row] >= 0) & ~np.isin(i[row], np.asarray(exclude[q]))
+                    n = min(int(keep.sum()), k)
+                    scores[q, :n], index[q, :n] = s[row][keep][:n], i[row][keep][:n]
+                    if n < k and fetch < len(self):
+                        short.append(q)
+                todo, extra = np.array(short, dtype=np.int64), 2 * max(extra, 1)
+        finally:
+            self.ef_search = ef
+        return scores, index
+
+    def _search(self, queries, k):
         Q = np.ascontiguousarray(np.asarray(queries.detach().cpu() if isinstance(queries, torch.Tensor) else queries,
                                             dtype=np.float32))
         if Q.ndim != 2 or Q.shape[1] != self.items.shape[1]:
@@ -731,6 +770,29 @@ class ANNIndex:
         scores[index < 0] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")
         return np.take_along_axis(scores, order, 1), np.take_along_axis(index, order, 1)
+
+
+def catalogue_like(items, n: int, noise: float = 0.1, seed=0) -> np.ndarray:
+    """``n`` synthetic item vectors whose norms follow the norm distribution of trained ``items``.
+
+    Each vector is a direction drawn from a Gaussian with the mean and covariance of ``items`` (normalised to length
+    1) times a norm resampled from the trained vectors' norms with a log-normal jitter ``exp(noise · ε)``. A Gaussian
+    alone has light-tailed norms; trained factors do not (popular items have long vectors), and those long vectors
+    are what make inner-product search hard. (Resampling the trained vectors themselves with small noise keeps the
+    norms too, but turns a million items into tight clusters of near-copies of the few thousand trained ones, which
+    no real catalogue looks like and which breaks a graph index's links.)
+
+    Used by: Chapter 10, ``benchmarks/serving.py`` (the 1,000,000-item catalogue).
+    """
+    X = np.asarray(items.detach().cpu() if isinstance(items, torch.Tensor) else items, dtype=np.float64)
+    if X.ndim != 2 or len(X) < 2:
+        raise ValueError(f"items must be a 2-D array of at least two vectors, got shape {X.shape}")
+    n = check_int("n", n, 1)
+    rng = np.random.default_rng(seed)
+    directions = rng.multivariate_normal(X.mean(0), np.cov(X.T), n)
+    directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(X, axis=1)[rng.integers(0, len(X), n)] * np.exp(float(noise) * rng.standard_normal(n))
+    return (directions * norms[:, None]).astype(np.float32)
 
 
 def retrieval_recall(approx, exact) -> float:

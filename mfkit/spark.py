@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -56,7 +57,8 @@ from .data import Interactions
 from .implicit import _unique_pairs  # observed pairs, each once, sorted by user
 from .utils import progress
 
-__all__ = ["SparkALS", "local_session", "local_session_log", "local_session_start_seconds", "stop_local_session",
+__all__ = ["SparkALS", "local_session", "cluster_session", "executor_ids", "executor_metrics", "session_master",
+           "stop_session", "local_session_log", "local_session_start_seconds", "stop_local_session",
            "check_java", "to_mfkit_params", "from_mfkit_params", "spark_als_loss", "als_sweep",
            "check_spark_index_space", "INSTALL_HINT", "JAVA_HINT", "SPARK_INT_MAX"]
 
@@ -74,6 +76,7 @@ SPARK_INT_MAX = 2 ** 31 - 1
 _SESSION = None  # the local session this module started (reused across fits, stopped at exit)
 _SESSION_STARTED_S: float | None = None
 _CHECKPOINT_DIR: str | None = None
+_SESSION_MASTER: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -114,43 +117,19 @@ def check_java(java: str | None = None) -> int:
     return major
 
 
-def local_session(threads: int | None = None, driver_memory: str = "2g"):
-    """The process's local Spark session, started on first use and reused afterwards.
-
-    Parameters
-    ----------
-    threads : int or None
-        Cores of ``local[threads]``; None: ``local[*]`` (every core). Only the first call's value counts: later
-        calls return the running session (stop it with :func:`stop_local_session` to change it).
-    driver_memory : str
-        ``spark.driver.memory`` (the JVM heap of a local session, where all the work happens).
-
-    The JVM's console output goes to a log file (:func:`local_session_log`), removed with the session.
-
-    Raises
-    ------
-    ImportError
-        pyspark is not installed.
-    RuntimeError
-        No Java 17+ runtime.
-
-    Used by: :class:`SparkALS` (when no session is passed), Chapter 8, ``benchmarks/spark_vs_mfkit.py``.
-    """
-    global _SESSION, _SESSION_STARTED_S, _CHECKPOINT_DIR
+def _start_session(master: str, conf: dict):
+    """Start the process's one managed session on ``master`` (UI off, JVM output to a log file, a checkpoint dir)."""
+    global _SESSION, _SESSION_STARTED_S, _CHECKPOINT_DIR, _SESSION_MASTER
     _pyspark()
     from pyspark.sql import SparkSession
 
-    if _SESSION is not None and _SESSION.sparkContext._jsc is not None:
-        return _SESSION
-    master = "local[*]" if threads is None else f"local[{check_int('threads', threads)}]"
     check_java()
     t0 = time.perf_counter()
-    shuffle = "4" if threads is None else str(max(2 * int(threads), 2))
     builder = (SparkSession.builder.master(master).appName("mfkit")
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-               .config("spark.driver.memory", driver_memory)
-               .config("spark.sql.shuffle.partitions", shuffle)
                .config("spark.sql.execution.arrow.pyspark.enabled", "true"))
+    for key, value in conf.items():
+        builder = builder.config(key, value)
     _CHECKPOINT_DIR = tempfile.mkdtemp(prefix="mfkit-spark-")
     # The JVM inherits this process's stdout/stderr: point them at a log file while it starts, so its messages
     # (start-up notes, WARN lines about this machine) go to <dir>/jvm.log instead of a notebook's cells.
@@ -167,38 +146,168 @@ def local_session(threads: int | None = None, driver_memory: str = "2g"):
             os.dup2(old, fd)
             os.close(old)
         os.close(log)
+    _SESSION_MASTER = master
     _SESSION.sparkContext.setLogLevel("WARN")
     # ALS's lineage grows with every sweep; past a few dozen its serialisation overflows the stack unless it is
-    # checkpointed (every checkpoint_interval sweeps, only where a checkpoint directory is set)
+    # checkpointed (every checkpoint_interval sweeps, only where a checkpoint directory is set). On a cluster the
+    # directory must be one every executor can write: a local folder serves a cluster on this machine.
     _SESSION.sparkContext.setCheckpointDir(os.path.join(_CHECKPOINT_DIR, "checkpoints"))
     _SESSION_STARTED_S = time.perf_counter() - t0
     atexit.register(stop_local_session)  # registered after pyspark's own exit hook, so it runs before it
     return _SESSION
 
 
+def _running(master_prefix: str):
+    """The managed session when it runs and its master starts with ``master_prefix``; else None."""
+    if _SESSION is not None and _SESSION.sparkContext._jsc is not None and \
+            (_SESSION_MASTER or "").startswith(master_prefix):
+        return _SESSION
+    return None
+
+
+def local_session(threads: int | None = None, driver_memory: str = "2g"):
+    """The process's local Spark session, started on first use and reused afterwards.
+
+    Parameters
+    ----------
+    threads : int or None
+        Cores of ``local[threads]``; None: ``local[*]`` (every core). Only the first call's value counts: later
+        calls return the running session (stop it with :func:`stop_local_session` to change it).
+    driver_memory : str
+        ``spark.driver.memory`` (the JVM heap of a local session, where all the work happens; it counts only when
+        this call starts the process's first JVM).
+
+    A process has one SparkContext: a running :func:`cluster_session` is stopped first. The JVM's console output
+    goes to a log file (:func:`local_session_log`), removed with the session.
+
+    Raises
+    ------
+    ImportError
+        pyspark is not installed.
+    RuntimeError
+        No Java 17+ runtime.
+
+    Used by: :class:`SparkALS` (when no session is passed), Chapter 8, ``benchmarks/spark_vs_mfkit.py``.
+    """
+    running = _running("local")
+    if running is not None:
+        return running
+    stop_local_session()
+    master = "local[*]" if threads is None else f"local[{check_int('threads', threads)}]"
+    shuffle = "4" if threads is None else str(max(2 * int(threads), 2))
+    return _start_session(master, {"spark.driver.memory": driver_memory, "spark.sql.shuffle.partitions": shuffle})
+
+
+def cluster_session(master_url: str, executors: int = 2, executor_cores: int = 1, executor_memory: str = "1g",
+                    driver_memory: str = "1g", timeout: float = 120.0):
+    """A session on a standalone cluster (``spark://HOST:PORT``), back once ``executors`` executors have registered.
+
+    Parameters
+    ----------
+    master_url : str
+        The master, e.g. :class:`mfkit.spark_cluster.StandaloneCluster`'s ``master_url``.
+    executors : int
+        Executors to wait for; the application asks for ``executors * executor_cores`` cores in all
+        (``spark.cores.max``), ``executor_cores`` per executor (``spark.executor.cores``).
+    executor_memory : str
+        ``spark.executor.memory``, each executor's JVM heap: at most the memory a worker offers, or no worker can
+        launch the executor.
+    driver_memory : str
+        ``spark.driver.memory`` (counts only when this call starts the process's first JVM).
+    timeout : float
+        Seconds to wait for the executors; RuntimeError (the session stopped) when fewer registered.
+
+    The driver binds to 127.0.0.1 and runs no UI. Only one SparkContext runs in a process: a running local session
+    is stopped first, and :func:`stop_local_session` stops this one. Calling it again with the same master returns
+    the running session.
+
+    Used by: ``tests/test_spark.py``, Chapter 8 ("On a real cluster"), ``benchmarks/spark_vs_mfkit.py``.
+    """
+    running = _running(master_url)
+    if running is not None:
+        return running
+    stop_local_session()
+    executors, executor_cores = check_int("executors", executors), check_int("executor_cores", executor_cores)
+    spark = _start_session(master_url, {
+        "spark.driver.memory": driver_memory, "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1", "spark.executor.memory": executor_memory,
+        "spark.executor.cores": str(executor_cores), "spark.cores.max": str(executors * executor_cores),
+        "spark.sql.shuffle.partitions": str(max(2 * executors * executor_cores, 2)),
+        # a lost executor's tasks are retried elsewhere (4 attempts); a fit never waits forever on resources
+        "spark.scheduler.maxRegisteredResourcesWaitingTime": f"{int(timeout)}s",
+        "spark.scheduler.minRegisteredResourcesRatio": "1.0"})
+    deadline = time.monotonic() + timeout
+    while len(executor_ids(spark)) < executors:
+        if time.monotonic() > deadline:
+            got = len(executor_ids(spark))
+            stop_local_session()
+            raise RuntimeError(f"{got} of {executors} executors registered with {master_url} within {timeout:.0f} s: "
+                               f"are the workers up, and does each offer {executor_cores} core(s) and at least "
+                               f"{executor_memory} (spark.executor.memory)?")
+        time.sleep(0.25)
+    return spark
+
+
+def executor_ids(spark) -> list[str]:
+    """Ids of the executors active in ``spark`` now (the driver left out), from the driver's status store."""
+    summaries = spark.sparkContext._jsc.sc().statusStore().executorList(True)
+    ids = [summaries.apply(j).id() for j in range(summaries.size())]
+    return [i for i in ids if i != "driver"]
+
+
+def executor_metrics(spark) -> pd.DataFrame:
+    """Per executor, from the driver's status store (no UI needed): tasks and shuffle bytes, dead ones included.
+
+    Columns: ``id``, ``host_port``, ``active``, ``cores``, ``completed_tasks``, ``failed_tasks``,
+    ``shuffle_read_bytes``, ``shuffle_write_bytes``, ``max_memory_bytes``; the driver's row is left out. Totals
+    since the session started: take the difference of two calls to see one fit's share.
+    """
+    store = spark.sparkContext._jsc.sc().statusStore()
+    summaries = store.executorList(False)
+    rows = []
+    for j in range(summaries.size()):
+        e = summaries.apply(j)
+        if e.id() == "driver":
+            continue
+        rows.append({"id": e.id(), "host_port": e.hostPort(), "active": bool(e.isActive()),
+                     "cores": int(e.totalCores()), "completed_tasks": int(e.completedTasks()),
+                     "failed_tasks": int(e.failedTasks()), "shuffle_read_bytes": int(e.totalShuffleRead()),
+                     "shuffle_write_bytes": int(e.totalShuffleWrite()), "max_memory_bytes": int(e.maxMemory())})
+    return pd.DataFrame(rows, columns=["id", "host_port", "active", "cores", "completed_tasks", "failed_tasks",
+                                       "shuffle_read_bytes", "shuffle_write_bytes", "max_memory_bytes"])
+
+
+def session_master() -> str | None:
+    """The master of the managed session (``local[2]``, ``spark://...``), None when none runs."""
+    return _SESSION_MASTER if _running("") is not None else None
+
+
 def local_session_log() -> str | None:
-    """Path of the log file the local session's JVM writes (None when none is running)."""
+    """Path of the log file the managed session's JVM writes (None when none is running)."""
     return None if _CHECKPOINT_DIR is None else os.path.join(_CHECKPOINT_DIR, "jvm.log")
 
 
 def local_session_start_seconds() -> float | None:
-    """Seconds the running local session took to start (None when none was started)."""
+    """Seconds the running managed session took to start (for a cluster: until its executors registered)."""
     return _SESSION_STARTED_S
 
 
 def stop_local_session() -> None:
-    """Stop the local session :func:`local_session` started (nothing else); registered to run at exit."""
-    global _SESSION, _SESSION_STARTED_S, _CHECKPOINT_DIR
+    """Stop the session :func:`local_session` or :func:`cluster_session` started (nothing else); runs at exit."""
+    global _SESSION, _SESSION_STARTED_S, _CHECKPOINT_DIR, _SESSION_MASTER
     if _SESSION is not None:
         try:
             _SESSION.stop()
         except Exception:  # noqa: BLE001 - the JVM is already gone (interpreter exit): nothing left to stop
             pass
         finally:
-            _SESSION, _SESSION_STARTED_S = None, None
+            _SESSION, _SESSION_STARTED_S, _SESSION_MASTER = None, None, None
     if _CHECKPOINT_DIR is not None:
         shutil.rmtree(_CHECKPOINT_DIR, ignore_errors=True)
         _CHECKPOINT_DIR = None
+
+
+stop_session = stop_local_session
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -389,6 +498,10 @@ class SparkALS(Recommender):
         Spark's ``seed``.
     show_progress : bool or None
         A bar over the three stages (DataFrame, fit, collect); default follows ``$MFKIT_PROGRESS``.
+    timeout : float or None
+        Seconds Spark's fit may take: after that its jobs are cancelled and ``fit`` raises TimeoutError (a bounded
+        wait, e.g. on a cluster that lost its workers); None: no limit. Any other failure of Spark's fit (tasks
+        that failed ``spark.task.maxFailures`` times) raises RuntimeError with Spark's first error line.
 
     ``fit(train, valid)`` checks ``valid`` like every model but does not use it: Spark's ALS runs its ``maxIter``
     sweeps without per-sweep validation.
@@ -409,7 +522,7 @@ class SparkALS(Recommender):
     def __init__(self, n_factors: int = 10, reg: float = 0.1, n_epochs: int = 10, implicit_prefs: bool = False,
                  alpha: float = 1.0, n_blocks: int | None = None, block_size: int = 4096,
                  checkpoint_interval: int = 10, spark=None, threads: int | None = None, device=None,
-                 random_state: int = 0, show_progress: bool | None = None):
+                 random_state: int = 0, show_progress: bool | None = None, timeout: float | None = None):
         self.n_factors, self.reg = check_int("n_factors", n_factors), check_float("reg", reg)
         self.n_epochs = check_int("n_epochs", n_epochs)
         if not isinstance(implicit_prefs, (bool, np.bool_)):
@@ -421,6 +534,7 @@ class SparkALS(Recommender):
         self.spark, self.threads = spark, None if threads is None else check_int("threads", threads)
         self.device, self.random_state = device, check_int("random_state", random_state, 0)
         self.show_progress = show_progress
+        self.timeout = None if timeout is None else check_float("timeout", timeout, 0.0, strict=True)
 
     @property
     def requires_ratings(self) -> bool:
@@ -459,13 +573,46 @@ class SparkALS(Recommender):
                   numUserBlocks=blocks, numItemBlocks=blocks, blockSize=self.block_size,
                   checkpointInterval=self.checkpoint_interval, coldStartStrategy="nan")
         t0 = time.perf_counter()
-        fitted = als.fit(frame)
+        fitted = self._bounded_fit(spark, als, frame)
         self.fit_seconds_ = time.perf_counter() - t0
         bar.update()
         self.user_factors_ = self._collect(fitted.userFactors, train.n_users)
         self.item_factors_ = self._collect(fitted.itemFactors, train.n_items)
         bar.update()
         bar.close()
+
+    def _bounded_fit(self, spark, als, frame):
+        """``als.fit(frame)`` under a job group that a timer cancels after ``timeout`` s; Spark errors made clear."""
+        from py4j.protocol import Py4JJavaError
+
+        sc = spark.sparkContext
+        group = f"mfkit-sparkals-{id(self)}-{time.monotonic_ns()}"
+        sc.setJobGroup(group, "SparkALS.fit", interruptOnCancel=True)
+        timer = None
+        if self.timeout is not None:
+            # this group's running jobs and any it starts later (ALS.fit runs a chain of jobs)
+            timer = threading.Timer(self.timeout, sc._jsc.sc().cancelJobGroupAndFutureJobs,
+                                    args=(group, f"SparkALS timeout={self.timeout:g} s"))
+            timer.daemon = True
+            timer.start()
+        t0 = time.monotonic()
+        try:
+            return als.fit(frame)
+        except Py4JJavaError as err:
+            first = str(err.java_exception).splitlines()[0] if err.java_exception is not None else str(err)
+            elapsed = time.monotonic() - t0
+            if self.timeout is not None and elapsed >= self.timeout * 0.99:
+                raise TimeoutError(f"Spark's ALS fit did not finish within timeout={self.timeout:g} s and was "
+                                   f"cancelled ({first})") from None
+            raise RuntimeError(f"Spark's ALS fit failed after {elapsed:.0f} s on {sc.master}: {first} (lost "
+                               "executors or workers are retried up to spark.task.maxFailures times; see the "
+                               "driver's log, mfkit.spark.local_session_log())") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            sc.setLocalProperty("spark.jobGroup.id", None)
+            sc.setLocalProperty("spark.job.description", None)
+            sc.setLocalProperty("spark.job.interruptOnCancel", None)
 
     def _collect(self, factors, n: int) -> torch.Tensor:
         """Spark's ``(id, features)`` rows as an ``(n, k)`` tensor ordered by id; ids Spark lacks get zeros."""

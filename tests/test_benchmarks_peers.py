@@ -33,9 +33,10 @@ def test_speed_vs_peers_quick():
 def test_spark_vs_mfkit_tiny():
     pytest.importorskip("pyspark", reason='Spark is in the extra: pip install "mfkit[spark]"')
     out = _run(["benchmarks/spark_vs_mfkit.py", "--sizes", "0.002", "--factors", "4", "--iters", "2",
-                "--driver-memory", "1g", "--no-save"])
+                "--driver-memory", "1g", "--worker-memory", "1g", "--no-save"])
     lines = [line for line in out.splitlines() if line.startswith("SPARK size=")]
-    assert len(lines) == 2, out  # one line per mfkit solver (cholesky, cg)
+    assert len(lines) == 4, out  # one line per mfkit solver (cholesky, cg) and Spark engine (local, cluster)
+    assert "spark_cluster_fit_s=" in out and "shuffle read MB per executor" in out, out
     for line in lines:
         loss_ratio = float(re.search(r"loss mfkit/spark=([0-9.]+)", line).group(1))
         assert 0.9 < loss_ratio < 1.1, line  # the same objective, nearly the same value after 2 sweeps

@@ -301,3 +301,11 @@ def test_reference_figures_fit_their_protocol_table(protocol):
             assert isinstance(row[key], str) or math.isfinite(row[key]), (protocol, row["model"], key)
     table = book.results_table(protocol, {}, book.REFERENCES[protocol])
     assert list(table["model"]) == [row["model"] for row in book.REFERENCES[protocol]]
+
+
+def test_peer_records_are_labelled_as_other_libraries():
+    """A record without a chapter from a peers script is another library measured here, not a same-run baseline."""
+    record = {"protocol": "E1", "model": "Surprise SVD (defaults)", "chapter": None, "rmse": 0.93, "mae": 0.73,
+              "fit_s": 1.0, "seeds": [0, 1]}
+    table = book.results_table("E1", {"peers_ml100k": {"records": [record]}, "other": {"records": [record]}})
+    assert list(table["from"]) == ["other library, measured here", "baseline, same run"]

@@ -14,19 +14,25 @@ aside) the checks are:
 - the page has a title and an ``<h1>``, and (book pages) a sidebar listing every page of ``_toc.yml``;
 - math: every ``.math`` element holds a typeset ``mjx-container``, MathJax reported no error (``mjx-merror``), and no
   raw ``\\(``, ``\\[``, ``$$`` or ``$...\\command...$`` is left in the visible text outside code;
-- no code block (cell sources, outputs, code in the prose and in opened dropdowns) is wider than its column
-  (``scrollWidth <= clientWidth + 1``), no output table sticks out of its column, and the page does not scroll
-  sideways, at a 1400 x 1000 desktop window;
-- every image has loaded (``naturalWidth > 0``) and every figure output of the notebook is shown;
+- every page is opened in three windows (:data:`VIEWS`): a 1400 x 1000 desktop, a 1280 x 800 laptop and a 390 x 844
+  phone. At the two wide ones no code block (cell sources, outputs, code in the prose and in opened dropdowns) is
+  wider than its column (``scrollWidth <= clientWidth + 1``) and no table sticks out of its column; on the phone a
+  code block may scroll inside its own box, and a wide table must scroll inside its own box (never the page); the
+  page itself never scrolls sideways, and on the phone the sidebar and the page's table of contents are collapsed
+  (the theme's drawers) so the text has the whole width;
+- every image has loaded (``naturalWidth > 0``), every figure output of the notebook is shown, has alt text and is
+  no wider than its column;
 - every internal link resolves: the target file exists and its ``#anchor`` is an id in it;
 - no traceback, error or stderr output, no Sphinx error message;
 - text is readable in the light and in the dark theme (the theme switch is clicked until the page is dark): the
   WCAG contrast ratio of every visible text element against its background is at least 4.5.
 
 The search page must find each chapter by a word of its title (among the first three results). Full-page
-screenshots of every page go to ``_build/screenshots/<page>.png`` (light) and ``_build/screenshots/dark/<page>.jpg``
-(dark): look at them. The per-page counts (math typeset, images, links, code blocks) are printed by
-``test_print_page_counts`` and written to ``_build/screenshots/counts.txt``.
+screenshots of every page at each width go to ``_build/screenshots/<width>/<page>.png`` (light) and
+``_build/screenshots/<width>/dark/<page>.jpg`` (dark): look at them. The per-page counts (math typeset, images,
+figures, links, code blocks, code blocks and tables scrolling sideways) are printed by ``test_print_page_counts`` and
+written to ``_build/screenshots/counts.txt``. The checks that do not depend on the window (title, sidebar entries,
+links, error output) run on the desktop rendering only.
 
 With ``$MFKIT_BOOK_HTML`` set, a missing site, browser or Playwright is a failure (CI cannot skip silently). Without
 it the tests use ``_build/html`` and skip when there is no build, or when the build is older than the book's sources.
@@ -51,7 +57,17 @@ HTML_ENV = "MFKIT_BOOK_HTML"
 # Chromium as root in a container, with nothing fetched in the background (BOOK_NOTES.md); --headless is Playwright's.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
-VIEWPORT = {"width": 1400, "height": 1000}
+#: The longest code line of a chapter (CONTRIBUTING.md): at the code font size of ``_static/mfkit.css`` (12 px) a line
+#: this long fits the text column at 1280 px, which the browser checks below measure; the static check
+#: :func:`test_code_lines_fit_the_limit` needs no browser.
+CODE_LINE_LIMIT = 88
+#: The windows every page is opened in, by name: a desktop, a common laptop and a phone.
+VIEWS = {"1400": {"width": 1400, "height": 1000}, "1280": {"width": 1280, "height": 800},
+         "390": {"width": 390, "height": 844}}
+DESKTOP = "1400"
+#: At or below this width (a phone) a code block may scroll inside its own box and a wide table must scroll inside its
+#: own box; above it, both fit their column.
+PHONE_MAX_WIDTH = 600
 MIN_CONTRAST = 4.5  # WCAG 2 AA for body text
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads"}
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
@@ -133,6 +149,15 @@ def _chromium_or_skip() -> str:
     return found
 
 
+def test_code_lines_fit_the_limit():
+    """Every line of every code cell of the book is at most CODE_LINE_LIMIT characters (no browser needed)."""
+    long = [f"{nb.name} cell {i}: {len(line)} characters: {line[:60]!r}"
+            for nb in sorted((ROOT / "book").glob("*.ipynb"))
+            for i, cell in enumerate(json.loads(nb.read_text())["cells"]) if cell["cell_type"] == "code"
+            for line in "".join(cell["source"]).splitlines() if len(line) > CODE_LINE_LIMIT]
+    assert not long, f"code lines longer than {CODE_LINE_LIMIT} characters:\n" + "\n".join(long[:20])
+
+
 # --- what runs in the page ------------------------------------------------------------------------------------------
 
 WAIT_FOR_PAGE = """async () => {
@@ -189,11 +214,28 @@ MEASURE = r"""() => {
     while (box && box !== article && !['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) box = box.parentElement;
     box = box || article;
     const width = table.getBoundingClientRect().width, room = box.clientWidth;
-    if (width > room + 1) {
-      wideTables.push({width: Math.round(width), room: room, in_output: !!table.closest('.cell_output'),
+    const ownBox = box !== article;
+    if (width > room + 1 || (ownBox && box.scrollWidth > box.clientWidth + 1)) {
+      wideTables.push({width: Math.round(Math.max(width, box.scrollWidth)), room: room,
+                       in_output: !!table.closest('.cell_output'), own_box: ownBox,
+                       box_fits: box.getBoundingClientRect().width <= article.clientWidth + 1,
                        first_line: firstLine(table)});
     }
   }
+  // figures: the images of cell outputs, with their alt text and width against their column
+  const figures = [...article.querySelectorAll('div.cell_output img')].map(i => ({
+      src: (i.getAttribute('src') || '').slice(0, 100), alt: (i.getAttribute('alt') || '').trim(),
+      loaded: i.complete && i.naturalWidth > 0, width: Math.round(i.getBoundingClientRect().width),
+      column: (i.closest('div.cell') || article).clientWidth}));
+  // the sidebars: on a phone both are drawers, closed until opened (off screen or hidden)
+  const shown = el => {
+    if (!el || !visible(el)) return false;
+    const r = el.getBoundingClientRect();
+    return r.width > 1 && r.right > 0 && r.left < window.innerWidth;
+  };
+  const sidebars = {primary: shown(document.querySelector('.bd-sidebar-primary')),
+                    secondary: shown(document.querySelector('.bd-sidebar-secondary'))};
+  const articleWidth = Math.round(article.getBoundingClientRect().width);
   const codeBlocks = [...article.querySelectorAll('pre')].filter(visible).length;
   // images
   const images = [...document.images].map(i => ({src: i.getAttribute('src') || '', loaded: i.complete && i.naturalWidth > 0,
@@ -206,6 +248,7 @@ MEASURE = r"""() => {
     title: document.title, h1: (document.querySelector('h1') || {}).innerText || '',
     math: maths.length, typeset: document.querySelectorAll('mjx-container').length,
     untypeset, merrors, text: texts.join('\n'), wide, wide_tables: wideTables, code_blocks: codeBlocks,
+    figures, sidebars, article_width: articleWidth, window_width: window.innerWidth,
     page_width: [document.documentElement.scrollWidth, document.documentElement.clientWidth],
     images, links, ids,
   };
@@ -285,8 +328,8 @@ def _open(context, site: Path, page: str):
     return tab, trouble
 
 
-def _render(browser, site: Path, page: str, shots: Path) -> dict:
-    context = browser.new_context(viewport=VIEWPORT, color_scheme="light")
+def _render(browser, site: Path, page: str, shots: Path, view: str = DESKTOP) -> dict:
+    context = browser.new_context(viewport=VIEWS[view], color_scheme="light")
     external: list[str] = []
 
     def route(route_):
@@ -304,6 +347,7 @@ def _render(browser, site: Path, page: str, shots: Path) -> dict:
         result["dom"] = tab.content()
         result["light"] = tab.evaluate(CONTRAST, MIN_CONTRAST)
         name = page.replace("/", "__")
+        shots = shots / view
         result["screenshot"] = shots / f"{name}.png"
         tab.screenshot(path=str(result["screenshot"]), full_page=True)
         # dark mode: the theme's own switch, as a reader would use it
@@ -355,27 +399,35 @@ def rendered(site, browser) -> dict:
 
     shots = site.parent / "screenshots"
     shutil.rmtree(shots, ignore_errors=True)
-    (shots / "dark").mkdir(parents=True)
+    for view in VIEWS:
+        (shots / view / "dark").mkdir(parents=True)
     start = time.perf_counter()
     out = {}
-    for page in PAGES:
-        file = site / f"{page}.html"
-        if not file.exists():
-            continue
-        if _redirect_target(file):
-            out[page] = {"redirect": _redirect_target(file), "error": None}
-            continue
-        out[page] = _render(browser, site, page, shots)
-        if not out[page]["error"]:
-            out[page]["soup"] = BeautifulSoup(out[page]["dom"], "html.parser")
-    print(f"\nrendered {len(out)} pages in {time.perf_counter() - start:.1f} s; screenshots in {shots}")
+    for view in VIEWS:
+        for page in PAGES:
+            file = site / f"{page}.html"
+            if not file.exists():
+                continue
+            if _redirect_target(file):
+                out[view, page] = {"redirect": _redirect_target(file), "error": None}
+                continue
+            out[view, page] = result = _render(browser, site, page, shots, view)
+            if not result["error"] and view == DESKTOP:  # the DOM checks run on the desktop rendering
+                result["soup"] = BeautifulSoup(result["dom"], "html.parser")
+            result.pop("dom", None)
+    print(f"\nrendered {len(out)} pages ({len(VIEWS)} widths) in {time.perf_counter() - start:.1f} s; "
+          f"screenshots in {shots}")
     return out
 
 
-def _page(rendered, page):
-    if page not in rendered:
+#: (width, page) pairs of the checks that depend on the window, with readable test ids.
+VIEW_PAGES = [pytest.param(view, page, id=f"{view}-{page}") for view in VIEWS for page in PAGES]
+
+
+def _page(rendered, page, view=DESKTOP):
+    if (view, page) not in rendered:
         pytest.fail(f"{page}.html is missing from the built book")
-    result = rendered[page]
+    result = rendered[view, page]
     if result["error"]:
         pytest.fail(result["error"])
     if "redirect" in result:
@@ -419,14 +471,14 @@ def _check_link(site: Path, page: str, href: str, url: str, ids_here: set[str]) 
 # --- the checks -----------------------------------------------------------------------------------------------------
 
 def test_redirects_resolve(rendered, site):
-    redirects = {p: r["redirect"] for p, r in rendered.items() if "redirect" in r}
+    redirects = {p: r["redirect"] for (_, p), r in rendered.items() if "redirect" in r}
     for page, target in redirects.items():
         assert (site / page).parent.joinpath(target).is_file(), f"{page}.html redirects to {target}, which is missing"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_nothing_fetched_from_outside_the_site(rendered, page):
-    result = _page(rendered, page)
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_nothing_fetched_from_outside_the_site(rendered, view, page):
+    result = _page(rendered, page, view)
     assert not result["external"], (f"{page}.html needs the network (blocked here): "
                                      + ", ".join(sorted(set(result["external"]))[:10]))
     assert not result["missing"], f"{page}.html asks for files the site lacks: {result['missing'][:10]}"
@@ -466,9 +518,9 @@ def test_sidebar_lists_every_page_of_the_toc(rendered, page):
     assert not missing, f"the sidebar of {page}.html does not list {missing}"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_math_is_typeset(rendered, page):
-    result = _page(rendered, page)
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_math_is_typeset(rendered, view, page):
+    result = _page(rendered, page, view)
     assert not result["untypeset"], (f"{page}.html: {len(result['untypeset'])} of {result['math']} math elements "
                                      f"were not typeset (MathJax missing or failed?): {result['untypeset'][:5]}")
     assert not result["merrors"], f"{page}.html: MathJax could not parse: {result['merrors'][:5]}"
@@ -476,17 +528,32 @@ def test_math_is_typeset(rendered, page):
     assert not raw, f"{page}.html shows raw TeX in its text: {raw[:10]}"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_code_fits_its_column(rendered, page):
-    result = _page(rendered, page)
-    problems = [f"{w['kind']} block {w['scroll']} px wide in a {w['client']} px column (longest line "
-                f"{w['longest']} characters): {w['first_line']!r}" for w in result["wide"]]
-    problems += [f"{'output ' if t['in_output'] else ''}table {t['width']} px wide in a {t['room']} px column: "
-                 f"{t['first_line']!r}" for t in result["wide_tables"]]
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_code_fits_its_column(rendered, view, page):
+    result = _page(rendered, page, view)
+    phone = VIEWS[view]["width"] <= PHONE_MAX_WIDTH
+    problems = [] if phone else [
+        f"{w['kind']} block {w['scroll']} px wide in a {w['client']} px column (longest line {w['longest']} "
+        f"characters): {w['first_line']!r}" for w in result["wide"]]
+    problems += [f"{'output ' if t['in_output'] else ''}table {t['width']} px wide in a {t['room']} px "
+                 f"{'box' if t['own_box'] else 'column'}: {t['first_line']!r}" for t in result["wide_tables"]
+                 if not (phone and t["own_box"] and t["box_fits"])]
     width, room = result["page_width"]
     if width > room + 1:
         problems.append(f"the page scrolls sideways ({width} px in a {room} px window)")
-    assert not problems, f"{page}.html, at a {VIEWPORT['width']} px wide window:\n" + "\n".join(problems)
+    assert not problems, f"{page}.html, at a {view} px wide window:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_sidebars_collapse_on_a_phone(rendered, page):
+    phones = [v for v in VIEWS if VIEWS[v]["width"] <= PHONE_MAX_WIDTH]
+    for view in phones:
+        result = _page(rendered, page, view)
+        open_ = [name for name, shown in result["sidebars"].items() if shown]
+        assert not open_, f"{page}.html at {view} px: the {' and '.join(open_)} sidebar is open, not a drawer"
+        assert result["article_width"] >= 0.8 * result["window_width"], (
+            f"{page}.html at {view} px: the text is {result['article_width']} px wide in a "
+            f"{result['window_width']} px window")
 
 
 def _expected_figures(site: Path, page: str) -> int | None:
@@ -505,9 +572,9 @@ def _expected_figures(site: Path, page: str) -> int | None:
     return count
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_images_load(rendered, site, page):
-    result = _page(rendered, page)
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_images_load(rendered, site, view, page):
+    result = _page(rendered, page, view)
     broken = [i["src"][:100] for i in result["images"] if not i["loaded"]]
     assert not broken, f"{page}.html: images that did not load: {broken}"
     expected = _expected_figures(site, page)
@@ -515,6 +582,19 @@ def test_images_load(rendered, site, page):
         shown = sum(i["in_output"] for i in result["images"])
         assert shown == expected, (f"{page}: the notebook has {expected} figure outputs but the page shows "
                                    f"{shown} images in its cell outputs")
+
+
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_figures_have_alt_text_and_fit(rendered, view, page):
+    result = _page(rendered, page, view)
+    # Sphinx writes the image's own path as its alt text when the cell gives none: that is no description.
+    problems = [f"figure {f['src']!r} has no alt text (cell metadata mystnb.image.alt)"
+                for f in result["figures"] if not f["alt"] or f["alt"] == f["src"]
+                or re.search(r"\.(png|jpe?g|svg|gif)$", f["alt"], re.IGNORECASE)]
+    problems += [f"figure {f['src']!r} is {f['width']} px wide in a {f['column']} px column"
+                 for f in result["figures"] if f["width"] > f["column"] + 1]
+    problems += [f"figure {f['src']!r} did not load" for f in result["figures"] if not f["loaded"]]
+    assert not problems, f"{page}.html at {view} px:\n" + "\n".join(problems)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -547,9 +627,9 @@ def test_no_error_output(rendered, page):
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-@pytest.mark.parametrize("page", PAGES)
-def test_text_is_readable(rendered, page, theme):
-    result = _page(rendered, page)
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_text_is_readable(rendered, view, page, theme):
+    result = _page(rendered, page, view)
     measured = result[theme]
     assert measured is not None, f"{page}.html has no theme switch (button.theme-switch-button)"
     assert measured["theme"] == theme, f"{page}.html did not switch to the {theme} theme ({measured['theme']!r})"
@@ -558,23 +638,25 @@ def test_text_is_readable(rendered, page, theme):
                                  f"{MIN_CONTRAST}:\n" + "\n".join(map(str, measured["bad"])))
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_screenshot_shows_something(rendered, page):
+@pytest.mark.parametrize("view, page", VIEW_PAGES)
+def test_screenshot_shows_something(rendered, view, page):
     from matplotlib.image import imread
 
-    result = _page(rendered, page)
+    result = _page(rendered, page, view)
     shot = result["screenshot"]
-    assert shot.is_file(), f"Chromium wrote no screenshot for {page}"
+    assert shot.is_file(), f"Chromium wrote no screenshot for {page} at {view} px"
     pixels = imread(shot)
-    assert pixels.shape[0] >= VIEWPORT["height"] - 1 and pixels.shape[1] >= 800, f"screenshot of {page}: {pixels.shape}"
+    size = VIEWS[view]
+    assert pixels.shape[0] >= size["height"] - 1 and pixels.shape[1] >= size["width"] - 1, (
+        f"screenshot of {page} at {view} px: {pixels.shape}")
     assert pixels[..., :3].std() > 0.02, f"the screenshot of {page} is blank ({shot})"
 
 
 def _search_word(rendered, page: str) -> str:
     """The word of the chapter's title that the fewest other pages' text contains."""
-    words = [w for w in re.findall(r"[A-Za-z]{5,}", rendered[page]["h1"]) if w.lower() not in {"variant", "model"}]
-    assert words, f"no search word in the title of {page}: {rendered[page]['h1']!r}"
-    others = [r["text"].lower() for p, r in rendered.items() if p != page and "text" in r]
+    words = [w for w in re.findall(r"[A-Za-z]{5,}", rendered[DESKTOP, page]["h1"]) if w.lower() not in {"variant", "model"}]
+    assert words, f"no search word in the title of {page}: {rendered[DESKTOP, page]['h1']!r}"
+    others = [r["text"].lower() for (v, p), r in rendered.items() if v == DESKTOP and p != page and "text" in r]
     return min(words, key=lambda w: (sum(w.lower() in text for text in others), words.index(w)))
 
 
@@ -585,7 +667,7 @@ CHAPTERS = [p for p in TOC_PAGES if re.search(r"/\d\d_", p)]
 def test_search_finds_the_chapter(rendered, browser, site, page):
     _page(rendered, page)
     word = _search_word(rendered, page)
-    context = browser.new_context(viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWS[DESKTOP])
     context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:"))
                   else r.abort())
     try:
@@ -604,17 +686,19 @@ def test_search_finds_the_chapter(rendered, browser, site, page):
 
 def test_print_page_counts(rendered, site, capsys):
     """Per-page counts for the record (also in ``_build/screenshots/counts.txt``)."""
-    lines = [f"{'page':<26} {'math':>5} {'typeset':>7} {'images':>6} {'links':>5} {'internal':>8} {'code':>5} "
-             f"{'wide':>4} {'contrast light/dark':>20}"]
-    for page, result in rendered.items():
+    lines = [f"{'width':>5} {'page':<26} {'math':>5} {'typeset':>7} {'images':>6} {'figures':>7} {'links':>5} "
+             f"{'internal':>8} {'code':>5} {'code scrolls':>12} {'table scrolls':>13} {'page scrolls':>12} "
+             f"{'contrast light/dark':>20}"]
+    for (view, page), result in rendered.items():
         if result.get("error") or "redirect" in result:
-            lines.append(f"{page:<26} {result.get('error') or 'redirect to ' + result['redirect']}")
+            lines.append(f"{view:>5} {page:<26} {result.get('error') or 'redirect to ' + result['redirect']}")
             continue
         internal = sum(link["url"].startswith("file:") for link in result["links"])
         dark = result["dark"]["lowest"] if result["dark"] else float("nan")
-        lines.append(f"{page:<26} {result['math']:>5} {result['typeset']:>7} {len(result['images']):>6} "
-                     f"{len(result['links']):>5} {internal:>8} {result['code_blocks']:>5} "
-                     f"{len(result['wide']) + len(result['wide_tables']):>4} "
+        lines.append(f"{view:>5} {page:<26} {result['math']:>5} {result['typeset']:>7} {len(result['images']):>6} "
+                     f"{len(result['figures']):>7} {len(result['links']):>5} {internal:>8} "
+                     f"{result['code_blocks']:>5} {len(result['wide']):>12} {len(result['wide_tables']):>13} "
+                     f"{'yes' if result['page_width'][0] > result['page_width'][1] + 1 else 'no':>12} "
                      f"{result['light']['lowest']:>10.2f}/{dark:<9.2f}")
     table = "\n".join(lines)
     (site.parent / "screenshots" / "counts.txt").write_text(table + "\n")

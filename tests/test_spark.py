@@ -1,8 +1,10 @@
 """mfkit.spark: the parameter mapping, Spark's objective, parity with WeightedMF, bad input, the session.
 
 Every test runs Spark for real (pyspark and a Java 17+ runtime come with ``make install`` and ``make java``); the
-module is skipped only where pyspark is not importable. One local session serves the whole module (and the contract
-suite): ``mfkit.spark.local_session`` starts it once per process.
+module is skipped only where pyspark is not importable. First in a local session (``mfkit.spark.local_session``, one
+per process, shared with the contract suite), then on a standalone cluster of one master and two one-core workers
+on 127.0.0.1 that ``tests/conftest.py``'s ``spark_cluster`` fixture starts and stops (``mfkit.spark_cluster``): the
+parity of Spark's and mfkit's objectives, both executors at work, a worker killed mid-fit.
 """
 from __future__ import annotations
 
@@ -115,41 +117,27 @@ def test_parameters_are_checked():
         S.SparkALS(alpha=-1.0)
 
 
-# -- with Spark -------------------------------------------------------------------------------------------------------
+def test_cluster_cli_and_parameters_without_a_cluster(tmp_path, capsys):
+    from mfkit import spark_cluster as C
+
+    with pytest.raises(ValueError, match="workers and cores"):
+        C.StandaloneCluster(workers=0)
+    state = str(tmp_path / "state.json")
+    assert C.main(["stop", "--state", state]) == 0 and "no cluster recorded" in capsys.readouterr().out
+    assert C.main(["status", "--state", state]) == 1
+    with pytest.raises(SystemExit):
+        C.main(["run"])  # no command to run
+    cluster = C.StandaloneCluster()
+    cluster.stop()  # stopping a cluster that never started is a no-op
+    assert cluster.processes() == [] and "not started" in repr(cluster)
+    assert C.listening_sockets([]) == [] and not C.pid_alive(2 ** 22 + 12345)
+    assert 0 < C.free_port() < 65536
+
+
+# -- with Spark, in a local session -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def session():
     return S.local_session()
-
-
-def test_implicit_parity_with_weighted_mf(session):
-    """Same objective, same minimiser: Spark's and mfkit's factors reach one loss (init-independent: converged)."""
-    data = _data(120, 80, seed=3)
-    split = np.random.default_rng(0).random(len(data)) < 0.75
-    train, test = data.subset(split), data.subset(~split)
-    reg, alpha = 0.1, 2.0
-    sp = S.SparkALS(n_factors=4, n_epochs=20, reg=reg, alpha=alpha, implicit_prefs=True, spark=session,
-                    device="cpu").fit(train)
-    mf = WeightedMF(n_factors=4, n_epochs=20, solver="als", device="cpu", show_progress=False,
-                    **S.to_mfkit_params(reg, alpha)).fit(train)
-    losses = [S.spark_als_loss(m.user_factors_, m.item_factors_, train, reg, True, alpha) for m in (sp, mf)]
-    assert sp.loss() == pytest.approx(losses[0])
-    assert losses[0] == pytest.approx(losses[1], rel=0.01)
-    nd = [ranking_metrics(m, train, test, k=10)["ndcg"] for m in (sp, mf)]
-    assert abs(nd[0] - nd[1]) < 0.05
-    # a converged fit: one more exact sweep hardly moves the loss
-    again = S.spark_als_loss(*S.als_sweep(sp.user_factors_, sp.item_factors_, train, reg, True, alpha), train,
-                             reg, True, alpha)
-    assert again == pytest.approx(losses[0], rel=1e-3)
-
-
-def test_explicit_fit_is_spark_objective_stationary_point(session):
-    data = _data(ratings=True)
-    sp = S.SparkALS(n_factors=3, n_epochs=20, reg=0.1, spark=session, device="cpu").fit(data)
-    assert sp.requires_ratings and sp.default_metric == "rmse"
-    loss = sp.loss()
-    again = S.spark_als_loss(*S.als_sweep(sp.user_factors_, sp.item_factors_, data, 0.1), data, 0.1)
-    assert again <= loss * (1 + 1e-6) and again == pytest.approx(loss, rel=1e-3)
-    assert sp.score(data)["rmse"] < 1.0
 
 
 def test_users_without_rows_get_zero_vectors(session):
@@ -169,6 +157,8 @@ def test_bad_input_is_refused_clearly(session):
         model.fit(data.subset(np.zeros(len(data), dtype=bool)))
     with pytest.raises(ValueError, match="no ratings"):
         S.SparkALS(n_factors=2, spark=session).fit(data)
+    with pytest.raises(ValueError, match="timeout"):
+        S.SparkALS(timeout=0)
 
     class Huge(Interactions):  # an id map Spark's 32-bit ids cannot index (not materialised)
         n_users = property(lambda self: 2 ** 31 + 5)
@@ -181,7 +171,7 @@ def test_bad_input_is_refused_clearly(session):
 
 
 def test_session_is_reused_and_a_given_session_is_not_stopped(session):
-    assert S.local_session() is session
+    assert S.local_session() is session and S.session_master().startswith("local")
     data = _data()
     a = S.SparkALS(n_factors=2, n_epochs=1, implicit_prefs=True, device="cpu").fit(data)
     b = S.SparkALS(n_factors=2, n_epochs=1, implicit_prefs=True, spark=session, device="cpu").fit(data)
@@ -193,6 +183,16 @@ def test_session_is_reused_and_a_given_session_is_not_stopped(session):
     assert session.conf.get(key) == "false"
     session.conf.set(key, "true")
     assert S.local_session_start_seconds() > 0
+    assert session.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the fit's job group is cleared
+
+
+def test_a_fit_past_its_timeout_is_cancelled(session):
+    data = _data(300, 200, seed=1)
+    model = S.SparkALS(n_factors=8, n_epochs=50, implicit_prefs=True, spark=session, device="cpu",
+                       timeout=0.5, checkpoint_interval=100)
+    with pytest.raises(TimeoutError, match="timeout=0.5 s"):
+        model.fit(data)
+    assert not model.is_fitted and not session.sparkContext.statusTracker().getActiveJobsIds()
 
 
 def test_save_load_and_similar_items(session, tmp_path):
@@ -206,8 +206,8 @@ def test_save_load_and_similar_items(session, tmp_path):
 
 
 def test_stopping_the_local_session_and_starting_again(session):
-    """Last in this module: stop the process's local session; the next fit starts a fresh one."""
-    checkpoints = mfkit_spark_checkpoint_dir()
+    """Last of the local tests: stop the process's local session; the next fit starts a fresh one."""
+    checkpoints = S._CHECKPOINT_DIR
     assert checkpoints is not None and os.path.isdir(checkpoints)
     S.stop_local_session()
     assert session.sparkContext._jsc is None and not os.path.exists(checkpoints)
@@ -216,5 +216,120 @@ def test_stopping_the_local_session_and_starting_again(session):
     assert model.user_factors_.abs().sum() > 0 and S.local_session() is not session
 
 
-def mfkit_spark_checkpoint_dir():
-    return S._CHECKPOINT_DIR
+# -- on a standalone cluster: a master and two workers on 127.0.0.1 (tests/conftest.py's spark_cluster) --------------
+@pytest.fixture(scope="module")
+def cluster(spark_cluster):
+    """A session on the standalone cluster, with both executors registered (the local session is stopped)."""
+    spark = S.cluster_session(spark_cluster.master_url, executors=2, executor_memory="1g", timeout=180)
+    yield spark
+    S.stop_session()
+
+
+def test_the_cluster_listens_on_loopback_only(spark_cluster, cluster):
+    assert S.session_master() == spark_cluster.master_url and len(S.executor_ids(cluster)) == 2
+    if spark_cluster.external:
+        pytest.skip("an external cluster: its processes are not this test's")
+    from mfkit.spark_cluster import listening_sockets
+
+    procs = spark_cluster.processes()
+    assert len(procs) == 5  # master, two workers, the two executors they launched for this session
+    driver = cluster.sparkContext._gateway.proc.pid
+    sockets = listening_sockets(procs + [driver])
+    assert sockets and {ip for ip, _ in sockets} == {"127.0.0.1"}, sockets
+    state = spark_cluster.state()
+    assert state["aliveworkers"] == 2 and [w["cores"] for w in state["workers"]] == [1, 1]
+
+
+def test_implicit_parity_with_weighted_mf(cluster):
+    """Same objective, same minimiser: Spark's (on the cluster) and mfkit's factors reach one loss."""
+    data = _data(120, 80, seed=3)
+    split = np.random.default_rng(0).random(len(data)) < 0.75
+    train, test = data.subset(split), data.subset(~split)
+    reg, alpha = 0.1, 2.0
+    sp = S.SparkALS(n_factors=4, n_epochs=20, reg=reg, alpha=alpha, implicit_prefs=True, spark=cluster,
+                    device="cpu", timeout=300).fit(train)
+    mf = WeightedMF(n_factors=4, n_epochs=20, solver="als", device="cpu", show_progress=False,
+                    **S.to_mfkit_params(reg, alpha)).fit(train)
+    losses = [S.spark_als_loss(m.user_factors_, m.item_factors_, train, reg, True, alpha) for m in (sp, mf)]
+    assert sp.loss() == pytest.approx(losses[0])
+    # Chapter 8's tolerances: losses within 0.5%, nDCG@10 within 0.015 (there on MovieLens; 0.05 on this toy set)
+    assert losses[0] == pytest.approx(losses[1], rel=0.005)
+    nd = [ranking_metrics(m, train, test, k=10)["ndcg"] for m in (sp, mf)]
+    assert abs(nd[0] - nd[1]) < 0.05
+    # a converged fit: one more exact sweep hardly moves the loss
+    again = S.spark_als_loss(*S.als_sweep(sp.user_factors_, sp.item_factors_, train, reg, True, alpha), train,
+                             reg, True, alpha)
+    assert again == pytest.approx(losses[0], rel=1e-3)
+
+
+def test_a_fit_uses_both_executors_and_shuffles_between_them(cluster):
+    before = S.executor_metrics(cluster).set_index("id")
+    data = _data(400, 300, seed=5)
+    S.SparkALS(n_factors=8, n_epochs=3, implicit_prefs=True, spark=cluster, device="cpu", timeout=300).fit(data)
+    after = S.executor_metrics(cluster).set_index("id")
+    assert after["active"].sum() == 2 and len(after) == 2
+    delta = after[["completed_tasks", "shuffle_read_bytes", "shuffle_write_bytes"]] - \
+        before[["completed_tasks", "shuffle_read_bytes", "shuffle_write_bytes"]]
+    assert (delta["completed_tasks"] > 0).all(), delta  # both executors ran tasks of this fit
+    assert (delta["shuffle_read_bytes"] > 0).all(), delta  # and each read blocks the shuffle routed to it
+    assert (delta["shuffle_write_bytes"] > 0).all(), delta
+
+
+def test_explicit_fit_is_spark_objective_stationary_point(cluster):
+    data = _data(ratings=True)
+    sp = S.SparkALS(n_factors=3, n_epochs=20, reg=0.1, spark=cluster, device="cpu", timeout=300).fit(data)
+    assert sp.requires_ratings and sp.default_metric == "rmse"
+    loss = sp.loss()
+    again = S.spark_als_loss(*S.als_sweep(sp.user_factors_, sp.item_factors_, data, 0.1), data, 0.1)
+    assert again <= loss * (1 + 1e-6) and again == pytest.approx(loss, rel=1e-3)
+    assert sp.score(data)["rmse"] < 1.0
+
+
+def test_a_worker_killed_mid_fit(spark_cluster, cluster):
+    """Kill one worker (and its executor) during a fit: the fit ends on the other one or fails clearly, in bounded
+    time; the killed processes are gone; the worker is started again for whatever runs next."""
+    if spark_cluster.external:
+        pytest.skip("an external cluster: not this test's to kill")
+    import threading
+    import time
+
+    data = _data(1500, 600, seed=7)
+    reg, alpha = 0.1, 2.0
+    model = S.SparkALS(n_factors=8, n_epochs=15, reg=reg, alpha=alpha, implicit_prefs=True, spark=cluster,
+                       device="cpu", timeout=240)
+    outcome = {}
+
+    def fit():
+        try:
+            model.fit(data)
+            outcome["ok"] = True
+        except (RuntimeError, TimeoutError) as err:
+            outcome["error"] = err
+
+    tracker = cluster.sparkContext.statusTracker()
+    thread = threading.Thread(target=fit, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not tracker.getActiveJobsIds() and time.monotonic() < deadline:  # wait until Spark's jobs run
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert thread.is_alive(), "the fit ended before the worker could be killed: make it longer"
+    victim = spark_cluster.processes()
+    spark_cluster.kill_worker(0)
+    thread.join(300)
+    assert not thread.is_alive(), "the fit did not return within its bounded wait"
+    if "ok" in outcome:  # Spark re-ran the lost tasks on the surviving executor
+        mf = WeightedMF(n_factors=8, n_epochs=15, solver="als", device="cpu", show_progress=False,
+                        **S.to_mfkit_params(reg, alpha)).fit(data)
+        assert model.loss() == pytest.approx(S.spark_als_loss(mf.user_factors_, mf.item_factors_, data, reg, True,
+                                                              alpha), rel=0.02)
+    else:  # or said why it stopped
+        assert "Spark's ALS fit" in str(outcome["error"])
+    from mfkit.spark_cluster import pid_alive
+
+    killed = set(victim) - set(spark_cluster.processes())
+    assert killed and not any(pid_alive(p) for p in killed)  # the worker and its executor are gone
+    assert len(S.executor_ids(cluster)) == 1
+    S.stop_session()
+    spark_cluster.restart_worker(0)
+    assert spark_cluster.alive_workers() == 2

@@ -1,7 +1,7 @@
 """Seeded train/test splits. Every split returns ``(train, test)`` sharing the full data's id maps.
 
 Used by: Chapter 1 (all four shown), Chapters 2–4 (:func:`stratified_item_split`, protocol I1), Chapters 5–7
-(:func:`random_split`, protocol E1), Chapter 6 (:func:`probe_split`, Netflix).
+(:func:`random_split`, protocol E1), Chapter 6 (:func:`probe_split`, Netflix), Chapter 9 (:func:`leave_k_out` by time and :func:`global_time_split`).
 """
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 
 from .interactions import Interactions, _py
 
-__all__ = ["random_split", "stratified_item_split", "leave_k_out", "probe_split", "train_validation_split"]
+__all__ = ["random_split", "stratified_item_split", "leave_k_out", "global_time_split", "probe_split",
+           "train_validation_split"]
 
 
 def _rng(seed) -> np.random.Generator:
@@ -102,7 +103,11 @@ def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
     if by_time:
         if data.timestamp is None:
             raise ValueError("by_time=True needs timestamps")
-        key = data.timestamp.astype(np.float64) + rng.random(len(data)) * 1e-3  # random tie-break
+        # Sort on the integer timestamps themselves (a float key loses digits beyond 2**53), ties broken at random:
+        # the position of every row in (timestamp, random) order, negated so that the latest comes first.
+        order = np.lexsort((rng.random(len(data)), data.timestamp.astype(np.int64)))
+        key = np.empty(len(data), dtype=np.int64)
+        key[order] = np.arange(len(data))
         key = -key  # latest first
     else:
         key = rng.random(len(data))
@@ -116,6 +121,69 @@ def leave_k_out(data: Interactions, k: int = 1, seed=0, by_time: bool = False,
         raise ValueError(f"leave_k_out(k={k}, min_train={min_train}) holds every interaction out: the train part "
                          "would be empty (use min_train >= 1)")
     return data.subset(~test), data.subset(test)
+
+
+def global_time_split(data: Interactions, train_frac: float | None = 0.8, cutoff=None, min_train: int = 1,
+                      drop_new_items: bool = False) -> tuple[Interactions, Interactions]:
+    """One cutoff time for everybody: train on every interaction before it, test on those at or after it.
+
+    The *global temporal split* (Meng et al. 2020, "Exploring Data Splitting Strategies for the Evaluation of
+    Recommendation Models", RecSys): unlike :func:`leave_k_out` with ``by_time=True``, which holds out each user's
+    latest interactions but trains on other users' later ones, nothing after the cutoff is seen in training, so a
+    model cannot learn, for example, which items *will* become popular.
+
+    Parameters
+    ----------
+    data : Interactions
+        Needs timestamps (whole numbers; compared as integers, never as floats).
+    train_frac : float in (0, 1), optional
+        Where the cutoff falls when ``cutoff`` is None: the timestamp of the row at position
+        ``round(train_frac * len(data))`` in time order, so that about ``train_frac`` of the rows are before it
+        (rows sharing the cutoff's timestamp all go to the test side).
+    cutoff : int, optional
+        The cutoff timestamp itself (then ``train_frac`` is ignored): train ``timestamp < cutoff``.
+    min_train : int
+        Test rows are kept only for users with at least ``min_train`` interactions before the cutoff (users seen
+        before it); the after-cutoff rows of other users are in neither part.
+    drop_new_items : bool
+        Also drop test rows of items with no interaction before the cutoff (no model trained on the past can score
+        them; keep them to measure that loss).
+
+    Returns
+    -------
+    (train, test) sharing ``data``'s id maps. ValueError when there are no timestamps, when the cutoff leaves
+    either part empty, or when no user seen before the cutoff interacts after it.
+
+    Used by: Chapter 9 (pitfall 1), ``benchmarks/ranking_ml100k.py``.
+    """
+    _check_data(data)
+    if data.timestamp is None:
+        raise ValueError("global_time_split needs timestamps (data.timestamp is None)")
+    min_train = _check_int(min_train, "min_train", 1)
+    ts = data.timestamp.astype(np.int64)
+    if cutoff is None:
+        if train_frac is None:
+            raise ValueError("give train_frac or cutoff")
+        train_frac = _check_frac(train_frac, "train_frac")
+        position = min(max(int(round(train_frac * len(data))), 1), len(data) - 1)
+        cutoff = int(np.sort(ts, kind="stable")[position])
+    else:
+        if isinstance(cutoff, (bool, float, np.floating)) or not isinstance(cutoff, (int, np.integer)):
+            raise ValueError(f"cutoff must be a whole-number timestamp, got {cutoff!r}")
+        cutoff = int(cutoff)
+    before = ts < cutoff
+    if not before.any() or before.all():
+        empty = "train" if not before.any() else "test"
+        raise ValueError(f"cutoff {cutoff} leaves the {empty} part empty: the timestamps run from {int(ts.min())} to "
+                         f"{int(ts.max())}")
+    seen = np.bincount(data.user[before], minlength=data.n_users) >= min_train
+    test = ~before & seen[data.user]
+    if drop_new_items:
+        test &= np.bincount(data.item[before], minlength=data.n_items)[data.item] > 0
+    if not test.any():
+        raise ValueError(f"no user with min_train={min_train} interaction(s) before the cutoff {cutoff} interacts "
+                         f"after it: the test part would be empty (lower min_train or move the cutoff)")
+    return data.subset(before), data.subset(test)
 
 
 def probe_split(data: Interactions, probe_users, probe_items) -> tuple[Interactions, Interactions]:

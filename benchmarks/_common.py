@@ -75,7 +75,9 @@ import torch
 
 from mfkit.book import modules_hash as _modules_hash
 from mfkit.book import payload_problems
-from mfkit.explicit import BayesianMF, BiasBaseline, BiasedMF, GlobalMean, tune_on_validation
+from mfkit.explicit import BayesianMF, BiasBaseline, BiasedMF, GlobalMean
+from mfkit.implicit import WeightedMF
+from mfkit.training import tune
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -191,6 +193,14 @@ ALS_BASE = {"solver": "als", "als_method": "cg", "cg_steps": 3, "n_factors": 64}
 ALS_SWEEPS = 15
 
 
+def select_weighted_mf(train, grid, base: dict, seed: int, device, patience: int | None = None):
+    """Weighted MF's settings chosen by validation nDCG@10 on the I1 validation part of ``train`` (``seed``):
+    ``(best constructor arguments without the runtime settings device/show_progress, selection table)``."""
+    result = tune(WeightedMF, train, grid, base_params={**base, "device": device, "show_progress": False},
+                  metric="ndcg", seed=seed, patience=patience)
+    return {k: v for k, v in result.best_params.items() if k not in ("device", "show_progress")}, result.table
+
+
 # -- E1: rating prediction ---------------------------------------------------------------------------------------------
 
 # The chapter that builds each model (the results page links it); the global mean is the bar every model must clear.
@@ -239,8 +249,10 @@ def e1_record(name: str, chapter: str | None, runs: list[dict], seeds: list[int]
 def e1_select_and_fit(spec: dict, train, seed: int):
     """Choose ``spec``'s hyperparameters (and epochs) on a validation part of ``train`` carved with ``seed``, then
     refit the choice on all of ``train``; returns ``(model, fit seconds, chosen settings, selection table)``."""
-    _, best, table = tune_on_validation(spec["make"], spec["grid"], train, seed=seed, refit=False,
-                                        patience=spec.get("patience"))
+    patience = spec.get("patience")
+    result = tune(spec["make"], train, spec["grid"], metric="rmse", seed=seed, per_epoch=patience is not None,
+                  patience=patience, select_epochs=False)
+    best, table = result.best_params, result.table
     model = spec["make"](**{k: v for k, v in best.items() if k != "n_epochs"})
     if "n_epochs" in best:
         model.n_epochs = best["n_epochs"]

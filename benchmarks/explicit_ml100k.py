@@ -1,7 +1,7 @@
 """Protocol E1: explicit ratings on MovieLens 100k — RMSE/MAE of clipped predictions over seeds 0-4.
 
 For every seed: ``random_split(data, 0.2, seed)``; hyperparameters of each model are chosen on a validation part carved
-out of the training part (``train_validation_split(train, "E1", seed)``, via ``mfkit.explicit.tune_on_validation``),
+out of the training part (``train_validation_split(train, "E1", seed)``, via ``mfkit.training.tune``),
 then the chosen model is refitted on the whole training part, timed, and scored on the test part. Prints one line per
 model with the means over the seeds::
 
@@ -45,7 +45,7 @@ def main(argv=None) -> list[dict]:
             model, fit_s, best, table = e1_select_and_fit(spec, train, seed)
             scores = evaluate(model, test, clip=(1, 5))
             per_seed[spec["name"]].append({"seed": seed, **scores, "fit_s": fit_s, "params": best,
-                                           "valid_rmse": float(table.valid_rmse.iloc[0])})
+                                           "valid_rmse": float(table["rmse"].iloc[0])})
             print(f"  seed={seed} model={spec['name']} rmse={scores['rmse']:.4f} mae={scores['mae']:.4f} "
                   f"fit_s={fit_s:.3f} chosen={best}", flush=True)
     records = []

@@ -22,11 +22,11 @@ import time
 import numpy as np
 import torch
 from _common import (ALS_BASE, ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS, i1_line, i1_record, netflix_shaped, save_results,
-                     timed_fit)
+                     select_weighted_mf, timed_fit)
 
 import mfkit
 from mfkit.data import load_movielens_100k, stratified_item_split
-from mfkit.implicit import Popularity, WeightedMF, tune_weighted_mf
+from mfkit.implicit import Popularity, WeightedMF
 from mfkit.metrics import ranking_metrics
 
 MODULES = ["mfkit/implicit.py", "mfkit/metrics.py", "mfkit/data/splits.py", "mfkit/training.py"]
@@ -101,20 +101,16 @@ def fit_all(data, split_seed: int, args, device) -> dict:
 
     pop, fit_s = timed_fit(Popularity(device=device), train)
     score("popularity", pop, fit_s)
-    best, _ = tune_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
-                               base_params={**ALS_BASE, "n_epochs": ALS_SWEEPS, "device": device},
-                               seed=args.valid_seed, show_progress=False)
-    best = {k: v for k, v in best.items() if k not in ("device", "show_progress")}
+    best, _ = select_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
+                                 {**ALS_BASE, "n_epochs": ALS_SWEEPS}, args.valid_seed, device)
     for name, params in (("wmf_als", best), ("wmf_als_cholesky", {**best, "als_method": "cholesky"}),
                          ("wmf_als_w0.005", {**best, "unobserved_weight": 0.005})):
         model, fit_s = timed_fit(WeightedMF(**params, device=device, show_progress=False), train)
         score(name, model, fit_s, params)
     gram_base = {**{k: v for k, v in best.items() if k not in ("als_method", "cg_steps")}, "solver": "gram",
-                 "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS, "device": device}
-    gbest, _ = tune_weighted_mf(train, {"lr": GRAM_LRS[-1:] if args.quick else list(GRAM_LRS)},
-                                base_params=gram_base, seed=args.valid_seed, patience=GRAM_PATIENCE,
-                                show_progress=False)
-    gbest = {k: v for k, v in gbest.items() if k not in ("device", "show_progress")}
+                 "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS}
+    gbest, _ = select_weighted_mf(train, {"lr": GRAM_LRS[-1:] if args.quick else list(GRAM_LRS)}, gram_base,
+                                  args.valid_seed, device, GRAM_PATIENCE)
     model, fit_s = timed_fit(WeightedMF(**gbest, device=device, show_progress=False), train)
     score("wmf_gram_adam", model, fit_s, gbest)
     return out
@@ -182,12 +178,10 @@ def main(argv=None):
 
     # -- weighted MF, ALS: select on validation, refit on all of train -------------------------------------------
     t0 = time.perf_counter()
-    best, table = tune_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
-                                   base_params={**ALS_BASE, "n_epochs": ALS_SWEEPS, "device": device},
-                                   seed=args.valid_seed, show_progress=False)
+    best, table = select_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
+                                     {**ALS_BASE, "n_epochs": ALS_SWEEPS}, args.valid_seed, device)
     print(f"ALS selection on validation ({len(table)} points, {time.perf_counter() - t0:.1f} s):")
     print(table.round(4).to_string(index=False))
-    best = {k: v for k, v in best.items() if k not in ("device", "show_progress")}
     als, fit_s = timed_fit(WeightedMF(**best, device=device, show_progress=False), train)
     als_metrics = report("wmf_als", als, fit_s, best)
 
@@ -203,14 +197,12 @@ def main(argv=None):
 
     # -- weighted MF, Gram loss + Adam: the same loss and hyperparameters, learning rate and epochs on validation --
     gram_base = {**{k: v for k, v in best.items() if k not in ("als_method", "cg_steps")}, "solver": "gram",
-                 "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS, "device": device}
+                 "optimizer": "adam", "n_epochs": 100 if args.quick else GRAM_EPOCHS}
     t0 = time.perf_counter()
-    gbest, gtable = tune_weighted_mf(train, {"lr": GRAM_LRS[-1:] if args.quick else list(GRAM_LRS)},
-                                     base_params=gram_base, seed=args.valid_seed, patience=GRAM_PATIENCE,
-                                     show_progress=False)
+    gbest, gtable = select_weighted_mf(train, {"lr": GRAM_LRS[-1:] if args.quick else list(GRAM_LRS)}, gram_base,
+                                       args.valid_seed, device, GRAM_PATIENCE)
     print(f"Gram (Adam) selection on validation ({len(gtable)} points, {time.perf_counter() - t0:.1f} s):")
     print(gtable.round(4).to_string(index=False))
-    gbest = {k: v for k, v in gbest.items() if k not in ("device", "show_progress")}
     gram, fit_s = timed_fit(WeightedMF(**gbest, device=device, show_progress=False), train)
     gram_metrics = report("wmf_gram_adam", gram, fit_s, gbest)
     print(f"gram vs als: ndcg@10 difference {gram_metrics['ndcg'] - als_metrics['ndcg']:+.4f} (target within 0.02); "

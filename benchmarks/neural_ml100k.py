@@ -28,14 +28,16 @@ import time
 
 import torch
 from _common import (ALS_BASE, ALS_GRID, ALS_GRID_QUICK, ALS_SWEEPS, e1_model_specs, e1_record, e1_select_and_fit,
-                     i1_line, i1_record, save_results, timed_fit)
+                     i1_line, i1_record, save_results, select_weighted_mf, timed_fit)
 
 import mfkit
 from mfkit.data import load_movielens_100k, random_split, stratified_item_split, train_validation_split
 from mfkit.explicit import evaluate
-from mfkit.implicit import WeightedMF, tune_weighted_mf
+from mfkit.implicit import WeightedMF
 from mfkit.metrics import ranking_metrics
-from mfkit.neural import CHOSEN_SETTINGS, NCF, TwoTower, tune
+from mfkit.defaults import CHOSEN_SETTINGS
+from mfkit.neural import NCF, TwoTower
+from mfkit.training import tune
 
 MODULES = ["mfkit/neural.py", "mfkit/metrics.py", "mfkit/training.py", "mfkit/data/splits.py"]
 
@@ -68,6 +70,12 @@ def _quick(base: dict, grid: dict, quick: bool) -> tuple[dict, dict]:
     return {**base, "n_epochs": QUICK["epochs"]}, {k: v[:1] for k, v in grid.items()}
 
 
+def _select(cls, train, grid, base: dict, valid_split):
+    """Settings chosen on the shared validation split (early stopping, patience 3; the best epoch kept)."""
+    result = tune(cls, train, grid, base_params=base, valid_split=valid_split, patience=3)
+    return result.best_params, result.table.rename(columns={result.metric: "metric"})
+
+
 def _show(name: str, table) -> None:
     print(f"  {name}: selection on validation ({len(table)} points)")
     print("    " + table.round(4).to_string(index=False).replace("\n", "\n    "), flush=True)
@@ -78,8 +86,7 @@ def _tune_ncf_family(train, grids, neumf_grid, valid_split, device, quick, metri
     chosen = {}
     for kind in ("gmf", "mlp"):
         base, grid = _quick(*grids[kind], quick)
-        best, table = tune(NCF, train, grid, base_params={**base, "device": device, "show_progress": False},
-                           valid_split=valid_split)
+        best, table = _select(NCF, train, grid, {**base, "device": device, "show_progress": False}, valid_split)
         _show(f"ncf_{kind} ({metric_name})", table)
         chosen[kind] = best
     inner = valid_split[0]
@@ -87,7 +94,7 @@ def _tune_ncf_family(train, grids, neumf_grid, valid_split, device, quick, metri
     base = {**chosen["gmf"], "kind": "neumf", "layers": chosen["mlp"]["layers"],
             "n_epochs": QUICK["epochs"] if quick else grids["gmf"][0]["n_epochs"]}
     base, grid = _quick(base, neumf_grid, quick)
-    best, table = tune(NCF, train, grid, base_params={**base, "pretrained": parts}, valid_split=valid_split)
+    best, table = _select(NCF, train, grid, {**base, "pretrained": parts}, valid_split)
     _show(f"ncf_neumf ({metric_name}, pretrained)", table)
     chosen["neumf"] = best
     return chosen
@@ -114,13 +121,13 @@ def _params(p: dict) -> dict:
 
 
 def check_chosen(protocol: str, name: str, chosen: dict, grid: dict | None = None) -> bool:
-    """Print whether this run's selection agrees with ``mfkit.neural.CHOSEN_SETTINGS`` (what Chapter 7 fits), and
+    """Print whether this run's selection agrees with ``mfkit.defaults.CHOSEN_SETTINGS`` (what Chapter 7 fits), and
     which chosen values sit at an edge of their grid (a wider grid might move them)."""
     expected = CHOSEN_SETTINGS[protocol][name]
     got = _params(chosen)
     diff = {k: (v, got.get(k)) for k, v in _params(expected).items() if got.get(k) != v}
-    print(f"  {protocol} {name}: " + ("agrees with mfkit.neural.CHOSEN_SETTINGS" if not diff else
-          f"DIFFERS from mfkit.neural.CHOSEN_SETTINGS (expected, got): {diff}; update it, re-run Chapter 7"))
+    print(f"  {protocol} {name}: " + ("agrees with mfkit.defaults.CHOSEN_SETTINGS" if not diff else
+          f"DIFFERS from mfkit.defaults.CHOSEN_SETTINGS (expected, got): {diff}; update it, re-run Chapter 7"))
     edges = [k for k, values in (grid or {}).items() if len(values) > 1 and got.get(k) in
              (_params({k: values[0]})[k], _params({k: values[-1]})[k])]
     if edges:
@@ -139,11 +146,10 @@ def run_i1(data, args, device, records):
         records.append(i1_record(name, m, fit_s, chapter, device, _notes(params), _params(params)))
 
     # the dot-product reference, selected with the grid of benchmarks/implicit_ml100k.py
-    best, table = tune_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
-                                   base_params={**ALS_BASE, "n_epochs": ALS_SWEEPS, "device": device},
-                                   seed=args.valid_seed, show_progress=False)
+    best, table = select_weighted_mf(train, ALS_GRID_QUICK if args.quick else ALS_GRID,
+                                     {**ALS_BASE, "n_epochs": ALS_SWEEPS}, args.valid_seed, device)
     print(f"  wmf_als: best of {len(table)} points on validation: ndcg {table['ndcg'].iloc[0]:.4f}")
-    best = {**best, "show_progress": False}
+    best = {**best, "device": device, "show_progress": False}
     wmf, fit_s = timed_fit(WeightedMF(**best), train)
     report("wmf_als", wmf, fit_s, best, chapter="02_weighted_mf")
 
@@ -154,8 +160,7 @@ def run_i1(data, args, device, records):
         report(name, model, fit_s, chosen[name.split("_")[1]])
 
     base, grid = _quick(TWO_TOWER_BASE, TWO_TOWER_GRID, args.quick)
-    best, table = tune(TwoTower, train, grid, base_params={**base, "device": device, "show_progress": False},
-                       valid_split=valid_split)
+    best, table = _select(TwoTower, train, grid, {**base, "device": device, "show_progress": False}, valid_split)
     _show("two_tower (validation nDCG@10)", table)
     check_chosen("I1", "two_tower", best, TWO_TOWER_GRID)
     tt, fit_s = timed_fit(TwoTower(**best), train)

@@ -6,7 +6,7 @@ seed); top 10 per user excluding the user's train items; precision, recall, nDCG
 (train_validation_split(train, "I1", --valid-seed)), never on its test part; a setting chosen at the edge of its grid
 makes the grid grow in that direction (up to three steps) until the choice is inside it. The choice is then refitted
 on the whole train part and scored on the test part. Chapter 7's neural models (GMF, MLP, NeuMF pretrained from the
-two, two-tower) are not re-tuned per seed, which would take far longer: they use ``mfkit.neural.CHOSEN_SETTINGS``,
+two, two-tower) are not re-tuned per seed, which would take far longer: they use ``mfkit.defaults.CHOSEN_SETTINGS``,
 chosen on the validation part of split seed 42 by ``benchmarks/neural_ml100k.py``.
 
     .venv/bin/python benchmarks/ranking_ml100k.py            # five split seeds, one CPU thread (about 10 minutes)
@@ -29,7 +29,8 @@ import mfkit
 from mfkit.data import load_movielens_100k, stratified_item_split, train_validation_split
 from mfkit.implicit import Popularity, WeightedMF
 from mfkit.metrics import ranking_metrics
-from mfkit.neural import CHOSEN_SETTINGS, NCF, TwoTower
+from mfkit.defaults import CHOSEN_SETTINGS
+from mfkit.neural import NCF, TwoTower
 from mfkit.ranking import BPR, EASE, ConfidenceMF, ItemKNN
 from mfkit.training import tune
 

@@ -11,6 +11,9 @@ Two comparisons, each timed in ONE run with the two libraries interleaved (best 
   cells (``alpha`` multiplies the 0/1 matrix), mfkit ``Σ_O (1 − x·y)² + w Σ_¬O (x·y)² + λ' (…)``; dividing by
   ``alpha`` gives ``w = 1 / alpha``, ``λ' = λ / alpha``. Both start from the same factors (mfkit's initial draw is
   handed to ``implicit``), so after the same sweeps they should reach the same objective.
+- Biased MF by ALS (Chapter 5; one sweep, Cholesky and CG) against weighted MF's sweep with the same solver on the
+  same Netflix shape (ratings drawn uniformly from 1..5): both call the one row solver ``mfkit.als``, so a biased
+  sweep (``k + 1`` unknowns a row, its training RMSE included) should cost about what a weighted sweep costs.
 - Biased MF by SGD (Chapter 6) against Surprise's ``SVD`` (defaults: k = 100, 20 epochs, lr 0.005, reg 0.02) on
   E1 seed 0: time and test RMSE side by side, mfkit with Surprise's settings (minibatches) and with the settings
   Chapter 6 chose on validation, and the training time mfkit needs to reach Surprise's test RMSE (mfkit's test RMSE
@@ -42,12 +45,13 @@ import scipy.sparse as sp
 import torch
 from _common import netflix_shaped, save_results
 
-from mfkit.data import load_movielens_100k, random_split
+from mfkit.observed import observed_pairs
+from mfkit.data import Interactions, load_movielens_100k, random_split
 from mfkit.explicit import BiasedMF
-from mfkit.implicit import WeightedMF, _unique_pairs, weighted_loss_gram
+from mfkit.implicit import WeightedMF, weighted_loss_gram
 from mfkit.utils import setup
 
-MODULES = ["mfkit/implicit.py", "mfkit/explicit.py", "mfkit/training.py"]
+MODULES = ["mfkit/als.py", "mfkit/implicit.py", "mfkit/explicit.py", "mfkit/training.py"]
 ALPHA, LAMBDA = 10.0, 10.0  # implicit's confidence of an observed cell and its λ: mfkit's w = 0.1, reg = 1.0
 CHAPTER6 = dict(n_factors=50, lr=0.01, batch_size=1024, reg=0.1, n_epochs=25)  # Chapter 6's choice on validation
 SURPRISE = dict(n_factors=100, n_epochs=20, lr_all=0.005, reg_all=0.02)  # Surprise's SVD defaults
@@ -87,7 +91,7 @@ def als_section(frac: float, args, records: list[dict]) -> None:
 
     n_users, nnz, k = int(480_189 * frac), int(100_480_507 * frac), args.factors
     data = netflix_shaped(n_users, 17_770, nnz, seed=0)
-    user, item = _unique_pairs(data)
+    user, item = observed_pairs(data)
     csr = sp.csr_matrix((np.full(len(user), ALPHA, dtype=np.float32), (user, item)), shape=(data.n_users, data.n_items))
     shape = f"{frac:g} Netflix ({data.n_users:,} x {data.n_items:,}, {len(user):,} interactions), k={k}"
     size, notes = f"{frac:.0%} of Netflix", f"{data.n_users:,} × {data.n_items:,}, {len(user):,} interactions, k = {k}"
@@ -149,6 +153,28 @@ def als_section(frac: float, args, records: list[dict]) -> None:
                                          res[method]["fit_s"], peer, res["implicit"]["fit_s"], notes=notes, **extra))
                 records.append(p1_record(name, f"objective after {sweeps} sweeps, {size}",
                                          res[method]["loss"], peer, res["implicit"]["loss"], notes=notes, **extra))
+        if sweeps == 1:
+            biased_section(data, res, size, shape, notes, args, records)
+
+
+def biased_section(data, weighted: dict, size: str, shape: str, notes: str, args, records: list[dict]) -> None:
+    """One biased-MF ALS sweep per solver against weighted MF's sweep with the same solver (``weighted``)."""
+    rng = np.random.default_rng(0)
+    rated = Interactions(data.user, data.item, rng.integers(1, 6, len(data)).astype(np.float32), data.user_ids,
+                         data.item_ids, name="netflix-shaped, rated")
+
+    def run(method):
+        def sweep():
+            model = BiasedMF(n_factors=args.factors, reg=0.05, n_epochs=1, method="als", als_method=method,
+                             cg_steps=3, device="cpu", show_progress=False, random_state=0).fit(rated)
+            return {"sweep_s": float(model.history_.records[0]["seconds"])}
+        return sweep
+
+    res = best_of(args.reps, {method: run(method) for method in ("cg", "cholesky")})
+    for method, label in (("cg", "CG"), ("cholesky", "Cholesky")):
+        records.append(p1_record(f"biased MF, ALS ({label})", f"one sweep (s), {size}", res[method]["sweep_s"],
+                                 f"mfkit weighted MF, ALS ({label})", weighted[method]["sweep_s"], notes=notes,
+                                 chapter="05_explicit_mf", shape=shape, threads=args.threads, sweeps=1))
 
 
 # -- SGD against Surprise ----------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,9 @@ import torch
 from . import __version__
 from .data.interactions import Interactions
 from .metrics import mae, rmse
-from .utils import get_device
+from .observed import seen_csr
+from .topk import top_k
+from .utils import check_choice, check_float, check_int, get_device  # noqa: F401 (re-exported)
 
 __all__ = ["NotFittedError", "Recommender", "RatingMixin", "RECOMMEND_COLUMNS", "SIMILAR_COLUMNS",
            "check_interactions", "rating_errors", "check_int", "check_float", "check_choice"]
@@ -54,32 +55,6 @@ class NotFittedError(RuntimeError, AttributeError):
 # ---------------------------------------------------------------------------------------------------------------------
 # Parameter and data checks
 # ---------------------------------------------------------------------------------------------------------------------
-def check_int(name: str, value, minimum: int | None = 1) -> int:
-    """``int(value)``, or a ValueError naming the parameter when it is not a whole number ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or value != int(value):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and int(value) < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_float(name: str, value, minimum: float | None = 0.0, strict: bool = False) -> float:
-    """``float(value)``, or a ValueError when it is not a finite number ``>= minimum`` (``> minimum`` if strict)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value, choices) -> object:
-    """``value``, or a ValueError listing ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
-
-
 def check_interactions(data, what: str = "train", ratings: bool = False, like: Interactions | None = None) -> None:
     """The checks every model's ``fit`` makes on its data (called by :meth:`Recommender.fit`).
 
@@ -244,8 +219,10 @@ class Recommender:
         return f"{type(self).__name__}({', '.join(shown)})"
 
     # -- fitting -----------------------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None, **kwargs) -> "Recommender":
-        """Fit on ``train``, from scratch: a second call gives the same model as the first.
+    def fit(self, train: Interactions, valid: Interactions | None = None, *, patience: int | None = None,
+            **kwargs) -> "Recommender":
+        """Fit on ``train``, from scratch: a second call gives the same model as the first (the one ``fit`` of every
+        model: subclasses implement ``_fit``).
 
         Parameters
         ----------
@@ -253,9 +230,13 @@ class Recommender:
             Training interactions (ratings for the explicit models).
         valid : Interactions, optional
             Held-out interactions in ``train``'s index space; models trained by epochs record a validation metric
-            per epoch (``history_``) and keep the best epoch.
+            per epoch (``history_``) and keep the best epoch. The metric is the model's ``default_metric``:
+            validation RMSE for rating models, nDCG@10 (train items excluded) otherwise.
+        patience : int, optional
+            Models trained by epochs: stop after this many epochs without a better validation metric (needs
+            ``valid``); the best epoch is restored.
         **kwargs
-            Model-specific (``patience``, ``k``...).
+            Model-specific (``k``: the cut-off of the validation nDCG of the implicit ALS models).
 
         Returns
         -------
@@ -268,6 +249,10 @@ class Recommender:
         mfkit.training.DivergenceError
             The training loss became NaN/inf or exploded.
         """
+        if patience is not None:
+            if valid is None:
+                raise ValueError("patience needs valid (early stopping watches the validation metric)")
+            kwargs["patience"] = check_int("patience", patience, 1)
         check_interactions(train, "train", self.requires_ratings)
         if valid is not None:
             check_interactions(valid, "valid", self.requires_ratings, like=train)
@@ -337,18 +322,6 @@ class Recommender:
         with torch.no_grad():
             return self.score_users(distinct)[inverse, i]
 
-    def _seen_mask(self, users: torch.Tensor) -> torch.Tensor:
-        """``(len(users), n_items)`` bool: the items each user has in ``train_``."""
-        train = self.train_
-        csr = train.to_csr("ones")
-        rows = users.cpu().numpy()
-        sub = csr[rows]
-        row_pos = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-        mask = torch.zeros(len(rows), train.n_items, dtype=torch.bool, device=users.device)
-        mask[torch.from_numpy(row_pos).to(users.device), torch.from_numpy(sub.indices.astype(np.int64)).to(
-            users.device)] = True
-        return mask
-
     def recommend(self, user_ids, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-``k`` items for one raw user id or a list of them.
 
@@ -382,22 +355,53 @@ class Recommender:
         n_items = self.train_.n_items
         with torch.no_grad():
             scores = self.score_users(users).to(self.device_, torch.float32).clone()
-        if exclude_seen:
-            seen = self._seen_mask(users)
-            available = n_items - seen.sum(1)
-            if len(users) and int(available.min()) < k:
-                j = int(torch.argmin(available))
-                raise ValueError(f"k={k} is more than the {int(available[j])} items user {raw[j].item()!r} has "
-                                 "not seen")
-            scores[seen] = -torch.inf
-        elif k > n_items:
-            raise ValueError(f"k={k} is more than the {n_items} items of the catalogue")
-        top = torch.topk(scores, k, dim=1)
-        items = top.indices.cpu().numpy().reshape(-1)
+        seen = seen_csr(self.train_) if exclude_seen else None
+        rows = users.cpu().numpy()
+        available = n_items - (np.diff(seen.indptr)[rows] if exclude_seen else 0)
+        if len(users) and int(np.min(available)) < k:
+            if not exclude_seen:
+                raise ValueError(f"k={k} is more than the {n_items} items of the catalogue")
+            j = int(np.argmin(available))
+            raise ValueError(f"k={k} is more than the {int(available[j])} items user {raw[j].item()!r} has not seen")
+        values, indices = top_k(scores, k, seen, rows)
+        items = indices.cpu().numpy().reshape(-1)
         return pd.DataFrame({"user_id": np.repeat(raw, k), "item_id": self.train_.item_ids[items],
                              "title": self.train_.item_titles(items),
-                             "score": top.values.cpu().numpy().reshape(-1),
+                             "score": values.cpu().numpy().reshape(-1),
                              "rank": np.tile(np.arange(1, k + 1), len(raw))}, columns=list(RECOMMEND_COLUMNS))
+
+    # -- hooks for serving: fold-in and vectors (a model gets fold-in and ANN serving by implementing them) -----
+    def fold_in(self, item: np.ndarray, owner: np.ndarray, n_users: int, rating: np.ndarray | None = None, *,
+                reg: float | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Vectors (and biases, or None) of ``n_users`` users who were not in the training data, the items fixed:
+        the closed-form user step of the model's own ALS (:func:`mfkit.als.solve_rows`).
+
+        ``item[j]`` (dense item index) belongs to user ``owner[j]``; ``rating[j]`` its rating (rating models);
+        ``reg`` replaces the model's factor penalty. A user without items gets zeros. The default raises
+        ``NotImplementedError``: :func:`mfkit.serving.fold_in_users` then takes gradient steps on
+        :meth:`fold_in_loss`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no closed-form fold-in")
+
+    def fold_in_loss(self, x: torch.Tensor, bias: torch.Tensor | None, rows: torch.Tensor, cols: torch.Tensor,
+                     counts: torch.Tensor, rating: torch.Tensor | None, reg: float | None) -> torch.Tensor:
+        """The model's training loss (summed) of new users' vectors ``x`` (and ``bias``) with the items fixed, for
+        gradient fold-in; ``rows``/``cols`` the users' interactions. Default: ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot fold in new users")
+
+    def score_folded(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item for users given by their vectors (and biases), on the model's scale."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score folded-in users")
+
+    def user_vectors(self, users=None) -> torch.Tensor:
+        """``(n_users, d)`` vectors (the rows of dense indices ``users``, default all) whose inner product with
+        :meth:`item_vectors` ranks each user's items as :meth:`score_users` does (exact top-k in batches, ANN
+        indexes). Default: ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} has no user vectors")
+
+    def item_vectors(self) -> torch.Tensor:
+        """``(n_items, d)`` vectors, the partners of :meth:`user_vectors`."""
+        raise NotImplementedError(f"{type(self).__name__} has no item vectors")
 
     def _item_vectors(self) -> torch.Tensor:
         """``(n_items, d)`` item vectors for :meth:`similar_items`; models without them do not override this."""
@@ -574,7 +578,32 @@ def rating_errors(model, test: Interactions, clip: tuple[float, float] | None = 
     return {"rmse": rmse(pred, target, clip=clip), "mae": mae(pred, target, clip=clip)}
 
 
-class RatingMixin:
+class FactorMixin:
+    """Models that score ``u · v`` (``+ b_i`` when they have ``item_bias_``) from ``user_factors_``/
+    ``item_factors_``: the vector hooks (top-k of every user, ANN serving) and ``similar_items`` come from the
+    factors. ``class M(FactorMixin, Recommender)``."""
+
+    def user_vectors(self, users=None) -> torch.Tensor:
+        """``p_u``, or ``[p_u, 1]`` with item biases: with :meth:`item_vectors` ``[q_i, b_i]`` the inner product
+        ranks items as the model does (a user's own bias and a global mean do not change a user's ranking)."""
+        P = self.user_factors_.detach()
+        if users is not None:
+            P = P[self._user_index(users)]
+        if getattr(self, "item_bias_", None) is None:
+            return P
+        return torch.cat([P, torch.ones(len(P), 1, dtype=P.dtype, device=P.device)], 1)
+
+    def item_vectors(self) -> torch.Tensor:
+        Q = self.item_factors_.detach()
+        if getattr(self, "item_bias_", None) is None:
+            return Q
+        return torch.cat([Q, self.item_bias_.detach().to(Q.dtype)[:, None]], 1)
+
+    def _item_vectors(self) -> torch.Tensor:
+        return self.item_factors_
+
+
+class RatingMixin(FactorMixin):
     """What every explicit-rating model shares: predictions ``mu + b_u + b_i + p_u . q_i`` and their uses.
 
     Combine it with :class:`Recommender` (``class MyModel(RatingMixin, Recommender)``) and set, in ``_fit``,
@@ -639,6 +668,21 @@ class RatingMixin:
     def score(self, test: Interactions, clip=(1, 5)) -> dict:
         """RMSE and MAE on ``test`` (:func:`rating_errors`)."""
         return rating_errors(self, test, clip)
+
+    def fold_in_loss(self, x, bias, rows, cols, counts, rating, reg):
+        """Squared error of the new users' ratings plus the per-rating penalty on their factors and biases."""
+        V, bi = self.item_factors_.detach().to(x.dtype), self.item_bias_.detach().to(x.dtype)
+        lam = float(getattr(self, "reg", 0.05)) if reg is None else reg
+        err = rating - (self.global_mean_ + bias[rows] + bi[cols] + (x[rows] * V[cols]).sum(1))
+        return (err ** 2).sum() + lam * (counts * ((x * x).sum(1) + bias * bias)).sum()
+
+    def score_folded(self, x, bias=None):
+        """Predicted ratings of every item: ``μ + b_u + b_i + x · q_i``."""
+        with torch.no_grad():
+            out = self.global_mean_ + self.item_bias_[None, :] + bias[:, None]
+            if x.shape[1]:
+                out = out + x @ self.item_factors_.T
+            return out
 
     def _item_vectors(self) -> torch.Tensor:
         if not self.item_factors_.shape[1]:

@@ -39,12 +39,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .base import RatingMixin, Recommender, check_choice, check_float, check_int, rating_errors
+from . import als
+from .base import (RatingMixin, Recommender, check_choice, check_float, check_int, check_interactions,
+                   rating_errors)
 from .data import Interactions, load_netflix, netflix_sample_dir, probe_split, read_probe
-from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop, tune
+from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop
 from .utils import cpu_threads, get_device
 
-__all__ = ["GlobalMean", "BiasBaseline", "BiasedMF", "BayesianMF", "evaluate", "tune_on_validation",
+__all__ = ["GlobalMean", "BiasBaseline", "BiasedMF", "BayesianMF", "evaluate",
            "netflix_probe_rmse", "default_netflix_model", "DivergenceError"]
 
 _DIVERGENCE_HINT = "Lower the learning rate (lr) or raise the regularisation (reg)."
@@ -213,8 +215,9 @@ class BiasedMF(RatingMixin, Recommender):
       and batches are index slices (:func:`mfkit.training.minibatches`), no DataLoader. Regularisation touches the
       rows in the batch only.
     - ``method="als"``: alternating least squares with biases. With items fixed, each user's ``[b_u, p_u]`` solves
-      a ``(k+1)``-dimensional ridge regression on ``[1, q_i]``; all users are solved at once with batched Cholesky
-      factorizations on the device, then the items likewise. ``lr``, ``batch_size`` and ``optimizer`` are unused.
+      a ``(k+1)``-dimensional ridge regression on ``[1, q_i]``; all users are solved at once by
+      :func:`mfkit.als.solve_rows` (batched Cholesky, or ``cg_steps`` conjugate-gradient steps with
+      ``als_method="cg"``), then the items likewise. ``lr``, ``batch_size`` and ``optimizer`` are unused.
 
     On the CPU, ``sgd`` and ``autograd`` run with one torch thread (restored afterwards): their epochs are thousands
     of small gathers and scatters, which extra threads only slow down.
@@ -250,6 +253,11 @@ class BiasedMF(RatingMixin, Recommender):
         Floating type of the parameters (float64 is used by the exactness test).
     shuffle : bool
         Visit ratings in a fresh random order each epoch (``sgd``/``autograd``); ``False`` keeps the data order.
+    als_method : {"cholesky", "cg"}
+        The solver of ``method="als"`` (see :mod:`mfkit.als`): exact batched Cholesky, or ``cg_steps``
+        conjugate-gradient steps warm-started from the current values (``O(nnz·k)`` a step).
+    cg_steps : int
+        Conjugate-gradient steps per half-sweep (``als_method="cg"``).
 
     Attributes
     ----------
@@ -267,8 +275,11 @@ class BiasedMF(RatingMixin, Recommender):
     def __init__(self, n_factors: int = 50, reg: float = 0.05, reg_bias: float | None = None, lr: float = 0.01,
                  n_epochs: int = 20, method: str = "sgd", batch_size: int = 1, optimizer: str = "adam",
                  init_scale: float = 0.1, device=None, random_state: int = 0, show_progress: bool | None = None,
-                 dtype: torch.dtype = torch.float32, shuffle: bool = True):
+                 dtype: torch.dtype = torch.float32, shuffle: bool = True, als_method: str = "cholesky",
+                 cg_steps: int = 3):
         self.method = check_choice("method", method, self.METHODS)
+        self.als_method = check_choice("als_method", als_method, als.SOLVERS)
+        self.cg_steps = check_int("cg_steps", cg_steps)
         self.n_factors, self.n_epochs = check_int("n_factors", n_factors, 0), check_int("n_epochs", n_epochs, 0)
         self.reg = check_float("reg", reg)
         self.reg_bias = None if reg_bias is None else check_float("reg_bias", reg_bias)
@@ -279,33 +290,7 @@ class BiasedMF(RatingMixin, Recommender):
         self.show_progress, self.dtype, self.shuffle = show_progress, dtype, bool(shuffle)
 
     # -- fitting --------------------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None,
-            patience: int | None = None) -> "BiasedMF":
-        """Fit on ``train``; with ``valid``, record validation RMSE per epoch and keep the best epoch's parameters.
-
-        Parameters
-        ----------
-        train : Interactions
-            Training ratings.
-        valid : Interactions, optional
-            Validation ratings sharing ``train``'s index maps (:func:`mfkit.data.train_validation_split`).
-        patience : int, optional
-            Stop after this many epochs without a better validation RMSE (needs ``valid``).
-
-        Returns
-        -------
-        self
-
-        Raises
-        ------
-        DivergenceError
-            When the training error becomes NaN or infinite, or explodes (lower ``lr`` or raise ``reg``).
-        """
-        return super().fit(train, valid, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
-        if patience is not None and valid is None:
-            raise ValueError("patience needs a validation set: pass valid=...")
         dev = self.device_
         u, i, r = train.to_tensors(dev)
         r = r.to(self.dtype)
@@ -336,9 +321,9 @@ class BiasedMF(RatingMixin, Recommender):
                 self._run_epochs(lambda epoch: self._sgd_epoch(u, i, r, dev), valid_t, patience, dev,
                                  "biased MF (SGD)")
         else:
-            groups = (_RowGroups(u, i, train.n_users, train.n_items), _RowGroups(i, u, train.n_items, train.n_users))
-            self._run_epochs(lambda epoch: self._als_sweep(u, i, r, groups), valid_t, patience, dev,
-                             "biased MF (ALS)")
+            sides = self._als_setup(train, dev)
+            self._run_epochs(lambda epoch: self._als_sweep(u, i, r, sides), valid_t, patience, dev,
+                             "biased MF (ALS)", measure=lambda epoch: self._train_rmse(u, i, r))
 
     def _valid_rmse(self, valid_t) -> float:
         vu, vi, vr = valid_t
@@ -354,7 +339,8 @@ class BiasedMF(RatingMixin, Recommender):
     def _params(self) -> list[torch.Tensor]:
         return [self.user_bias_, self.item_bias_, self.user_factors_, self.item_factors_]
 
-    def _run_epochs(self, epoch_fn: Callable[[int], float], valid_t, patience, dev, desc: str) -> None:
+    def _run_epochs(self, epoch_fn: Callable[[int], float], valid_t, patience, dev, desc: str,
+                    measure: Callable[[int], float] | None = None) -> None:
         """The hand-written methods (sgd, als) through :func:`mfkit.training.epoch_loop`."""
 
         def restore(best):
@@ -363,7 +349,7 @@ class BiasedMF(RatingMixin, Recommender):
         self.history_ = epoch_loop(
             epoch_fn, self.n_epochs, evaluate=None if valid_t is None else lambda: self._valid_rmse(valid_t),
             higher_is_better=False, patience=patience, snapshot=lambda: [t.clone() for t in self._params()],
-            restore=restore, device=dev, show_progress=self.show_progress, desc=desc,
+            restore=restore, measure=measure, device=dev, show_progress=self.show_progress, desc=desc,
             context=f" of {desc} (lr={self.lr}, reg={self.reg})", divergence_hint=_DIVERGENCE_HINT)
 
     # -- method="sgd" ------------------------------------------------------------------------------------------------
@@ -400,35 +386,57 @@ class BiasedMF(RatingMixin, Recommender):
         return float(torch.sqrt((errors.double() ** 2).sum() / n))
 
     # -- method="als" ------------------------------------------------------------------------------------------------
-    def _als_half(self, groups: _RowGroups, row_idx, col_idx, r, own_bias, own_factors, other_bias, other_factors):
-        """Solve every row's [bias, factors] with the other side fixed (one half of an ALS sweep)."""
-        reg_b = self.reg if self.reg_bias is None else self.reg_bias
-        k = own_factors.shape[1]
-        dev, dt = own_factors.device, own_factors.dtype
-        x = torch.cat([torch.ones(len(other_bias), 1, dtype=dt, device=dev), other_factors], 1)  # [1, q_j]
-        y = other_bias[col_idx].neg_().add_(r).sub_(self.global_mean_)[groups.order]  # in place: 100M at Netflix
-        penalty = torch.full((k + 1,), float(self.reg), dtype=dt, device=dev)
-        penalty[0] = reg_b
-        outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
-        for a, b in groups.chunks(k + 1):
-            gram, rhs = groups.normal_equations(a, b, x, y, outer)
-            n = groups.counts[a:b].to(dt)
-            # per-rating regularisation: the penalty grows with the row's number of ratings (weighted lambda)
-            gram = gram + torch.diag_embed(n[:, None] * penalty)
-            gram[n == 0] += torch.eye(k + 1, dtype=dt, device=dev)  # rows without ratings solve to exactly zero
-            chol, info = torch.linalg.cholesky_ex(gram)
-            if bool((info > 0).any()):  # reg = 0 and a row with fewer ratings than k: a tiny ridge makes it solvable
-                scale = 1e-4 * (gram.diagonal(dim1=1, dim2=2).mean(1) + 1)
-                chol = torch.linalg.cholesky(gram + scale[:, None, None] * torch.eye(k + 1, dtype=dt, device=dev))
-            theta = torch.cholesky_solve(rhs[:, :, None], chol)[:, :, 0]
-            own_bias[a:b] = theta[:, 0]
-            own_factors[a:b] = theta[:, 1:]
+    def _penalty(self, reg: float | None, dtype, dev) -> torch.Tensor:
+        """``diag(reg_bias, reg, ..., reg)``, per rating (weighted lambda, Zhou et al. 2008)."""
+        penalty = torch.full((int(self.n_factors) + 1,), float(self.reg if reg is None else reg), dtype=dtype,
+                             device=dev)
+        penalty[0] = self.reg if self.reg_bias is None else self.reg_bias
+        return penalty
 
-    def _als_sweep(self, u, i, r, groups) -> float:
+    def _als_setup(self, train: Interactions, dev) -> tuple:
+        """Each side's observations for :func:`mfkit.als.solve_rows` and its penalty ``n_u · diag(...)``."""
+        penalty = self._penalty(None, self.dtype, dev)
+        layout = dict(method=self.als_method, budget=max(1, 2 ** 22 // len(penalty)), device=dev, dtype=self.dtype)
+        sides = []
+        for rows, cols, n_rows, n_cols in ((train.user, train.item, train.n_users, train.n_items),
+                                           (train.item, train.user, train.n_items, train.n_users)):
+            obs = als.Observations(rows, cols, n_rows, n_cols, **layout)
+            sides.append((obs, obs.counts.to(self.dtype)[:, None] * penalty))
+        return tuple(sides)
+
+    def _solve_side(self, obs, lam, col_idx, r, theta, other_bias, other_factors) -> None:
+        """Every row's ``theta = [bias, factors]`` (updated in place; the warm start of CG) with the other side
+        fixed: a ridge regression of ``r - μ - b_j`` on ``[1, q_j]``, by the one ALS solver."""
+        x = torch.cat([torch.ones(len(other_bias), 1, dtype=other_factors.dtype, device=other_factors.device),
+                       other_factors], 1)
+        y = other_bias[col_idx].neg_().add_(r).sub_(self.global_mean_)
+        als.solve_rows(x, obs, theta, lam, targets=y, cg_steps=self.cg_steps)
+
+    def _als_half(self, side, col_idx, r, own_bias, own_factors, other_bias, other_factors):
+        """One half of an ALS sweep: every row's [bias, factors] with the other side fixed."""
+        theta = torch.cat([own_bias[:, None], own_factors], 1)
+        self._solve_side(*side, col_idx, r, theta, other_bias, other_factors)
+        own_bias.copy_(theta[:, 0])
+        own_factors.copy_(theta[:, 1:])
+
+    def fold_in(self, item, owner, n_users, rating=None, *, reg=None):
+        """The ALS user step of this model (in float64) for new users: ridge regression of their ratings
+        ``r - μ - b_i`` on ``[1, q_i]`` with the per-rating penalty ``n_u · diag(reg_bias, reg, ..., reg)``."""
+        if rating is None:
+            raise ValueError("BiasedMF predicts ratings: fold-in needs the new users' ratings")
+        Q, bi = self.item_factors_.detach().double(), self.item_bias_.detach().double()
+        obs = als.Observations(owner, item, n_users, len(Q), device=Q.device, dtype=Q.dtype)
+        theta = Q.new_zeros(n_users, Q.shape[1] + 1)
+        lam = obs.counts.double()[:, None] * self._penalty(reg, Q.dtype, Q.device)
+        self._solve_side(obs, lam, torch.from_numpy(item).to(Q.device), torch.as_tensor(rating, device=Q.device),
+                         theta, bi, Q)
+        dt = self.item_factors_.dtype
+        return theta[:, 1:].to(dt), theta[:, 0].to(dt)
+
+    def _als_sweep(self, u, i, r, sides) -> None:
         bu, bi, p, q = self._params()
-        self._als_half(groups[0], u, i, r, bu, p, bi, q)
-        self._als_half(groups[1], i, u, r, bi, q, bu, p)
-        return self._train_rmse(u, i, r)
+        self._als_half(sides[0], i, r, bu, p, bi, q)
+        self._als_half(sides[1], u, r, bi, q, bu, p)
 
     # -- method="autograd" --------------------------------------------------------------------------------------------
     def _fit_autograd(self, u, i, r, valid_t, patience, dev) -> None:
@@ -693,15 +701,11 @@ class BayesianMF(RatingMixin, Recommender):
         Without them the sets come from ``train`` alone (inductive).
         """
         if implicit_pairs is not None:
-            from .base import check_interactions
-
             check_interactions(implicit_pairs, "implicit_pairs", False, like=train)
         return super().fit(train, valid, patience=patience, implicit_pairs=implicit_pairs)
 
     def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None,
              implicit_pairs: Interactions | None = None) -> None:
-        if patience is not None and valid is None:
-            raise ValueError("patience needs a validation set: pass valid=...")
         dev = self.device_
         k, dt = int(self.n_factors), self.dtype
         rng = np.random.default_rng(int(self.random_state))
@@ -794,30 +798,6 @@ class BayesianMF(RatingMixin, Recommender):
         self.item_factors_ = (stack_i[:, :, 1:].permute(1, 0, 2).reshape(train.n_items, s * k) / math.sqrt(s)).float()
         self.n_kept_ = s
         self.history_ = history
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# hyperparameter selection on a validation part of the training data
-# ---------------------------------------------------------------------------------------------------------------------
-def tune_on_validation(make_model: Callable[..., object], grid, train: Interactions, seed=0, protocol: str = "E1",
-                       refit: bool = True, clip=(1, 5), patience: int | None = None):
-    """:func:`mfkit.training.tune` by validation RMSE, returning ``(model, best_params, table)`` (Chapter 5's call).
-
-    ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); each candidate
-    ``make_model(**params)`` is fitted on the inner part and scored by validation RMSE (predictions clipped to
-    ``clip``); with ``refit`` the best is refitted on all of ``train`` (else ``model`` is None). With ``patience``,
-    candidates stop early on the validation part, the table records each one's best epoch as ``n_epochs``, and the
-    refit uses it. ``table``: the candidates' parameters, ``n_epochs`` (with patience) and ``valid_rmse``, best
-    first.
-
-    Used by: Chapters 5–6 and ``benchmarks/explicit_ml100k.py``.
-    """
-    result = tune(make_model, train, grid, metric="rmse", protocol=protocol, seed=seed,
-                  per_epoch=patience is not None, patience=patience, select_epochs=refit and patience is not None,
-                  refit=refit, clip=clip)
-    table = result.table.drop(columns="fit_s").rename(columns={"rmse": "valid_rmse", "best_epoch": "n_epochs"})
-    table = table[[c for c in table.columns if c != "valid_rmse"] + ["valid_rmse"]]
-    return result.model, result.best_params, table
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -34,19 +34,19 @@ optimizers, through ``solver="gram"``/``"dense"``).
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .base import Recommender, check_choice, check_float, check_int
+from . import als
+from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics
-from .training import check_optimizer, epoch_loop, train_loop, tune
+from .observed import item_popularity, observed_pairs
+from .training import check_optimizer, epoch_loop, train_loop
 
 __all__ = ["weighted_loss_dense", "weighted_loss_gram", "row_regularisation", "WeightedMF", "Popularity",
-           "tune_weighted_mf", "autograd_saved_bytes", "SOLVERS", "LOSSES"]
+           "autograd_saved_bytes", "SOLVERS", "LOSSES"]
 
 SOLVERS = ("dense", "gram", "als")
 LOSSES = ("squared", "sigmoid", "logistic")
@@ -234,150 +234,6 @@ def row_regularisation(counts: np.ndarray, n_cols: int, unobserved_weight: float
     return np.maximum(weight, 1e-12) ** float(reg_scaling)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Batched weighted ALS
-# ---------------------------------------------------------------------------------------------------------------------
-class _PaddedRows:
-    """The observed columns of every row, padded into chunks of rows of similar length, for batched Gram corrections.
-
-    Rows are sorted by their number of observed cells and cut into chunks whose padded size (rows × longest row) stays
-    under ``budget`` indices, so padding wastes little and memory stays bounded. Padding points at an extra all-zero
-    row appended to the other side's factors, which makes padded slots contribute nothing to ``PᵀP`` and ``P.sum``.
-    """
-
-    def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, device, budget: int):
-        order = np.argsort(rows, kind="stable")
-        cols = cols[order]
-        counts = np.bincount(rows, minlength=n_rows)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        by_length = np.argsort(counts, kind="stable")
-        sorted_counts = counts[by_length]
-        self.chunks = []
-        start, n = 0, n_rows
-        while start < n:
-            # rows start..end-1 are sorted by length, so the padded size of a chunk is (end - start) * counts[end - 1]
-            span = np.arange(1, n - start + 1)
-            padded = span * np.maximum(sorted_counts[start:], 1)
-            end = start + max(1, int(np.searchsorted(padded, budget, side="right")))
-            # also keep the longest row within 25% (+8) of the shortest, so padding wastes at most ~25%
-            end = min(end, start + max(1, int(np.searchsorted(sorted_counts[start:],
-                                                              1.25 * sorted_counts[start] + 8, side="right"))))
-            chunk_rows = by_length[start:end]
-            width = int(sorted_counts[end - 1])
-            slot = np.arange(width)
-            valid = slot[None, :] < counts[chunk_rows][:, None]
-            pos = np.where(valid, starts[chunk_rows][:, None] + slot[None, :], 0)
-            idx = np.where(valid, cols[pos] if len(cols) else 0, n_cols)  # n_cols: the appended zero row
-            self.chunks.append((torch.from_numpy(chunk_rows.astype(np.int64)).to(device),
-                                torch.from_numpy(idx.astype(np.int64)).to(device)))
-            start = end
-
-
-def _solve_rows(other: torch.Tensor, layout: _PaddedRows, out: torch.Tensor, unobserved_weight: float,
-                row_lambda: torch.Tensor) -> None:
-    """One ALS half-sweep: for every row ``u`` set ``out[u]`` to the minimiser of the weighted loss given ``other``.
-
-    The normal equations of row ``u`` are ``(w·GᵀG + (1 − w)·Σ_{i∈O_u} v_i v_iᵀ + λ_u I) x = Σ_{i∈O_u} v_i``, with
-    ``G = other``: the Gram matrix is shared by all rows, the correction comes from the row's observed cells only
-    (Hu et al. 2008). Each chunk of rows is solved as one batch of ``k × k`` Cholesky systems.
-    """
-    k = other.shape[1]
-    gram = unobserved_weight * (other.T @ other)
-    padded_other = torch.cat([other, other.new_zeros(1, k)])
-    for rows, idx in layout.chunks:
-        P = padded_other[idx]                                          # (rows, width, k), zero rows in the padding
-        # A = w·G + (1 − w)·PᵀP + λ_u I, in one fused pass plus an in-place diagonal update
-        A = torch.baddbmm(gram.expand(len(rows), k, k), P.transpose(1, 2), P, alpha=1.0 - unobserved_weight)
-        A.diagonal(dim1=1, dim2=2).add_(row_lambda[rows, None])
-        b = P.sum(1)
-        L, info = torch.linalg.cholesky_ex(A)
-        if bool((info != 0).any()):  # not positive definite (w > 1 with little regularisation): general solver
-            x = torch.linalg.solve(A, b)
-        else:
-            x = torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
-        out[rows] = x
-
-
-def _sparse_ones(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, device, dtype) -> torch.Tensor:
-    """A torch CSR matrix with ones at (rows, cols); the pairs must be unique and sorted by row."""
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the two ops used here are stable
-        warnings.simplefilter("ignore")
-        # int32 indices: what the CPU (MKL) and CUDA (cuSPARSE) kernels use natively, no conversion per call
-        return torch.sparse_csr_tensor(torch.from_numpy(indptr.astype(np.int32)),
-                                       torch.from_numpy(cols.astype(np.int32)),
-                                       torch.ones(len(cols), dtype=dtype), size=(n_rows, n_cols)).to(device)
-
-
-def _same_pattern(R: torch.Tensor) -> torch.Tensor:
-    """A CSR tensor with ``R``'s sparsity pattern (its index arrays shared, not copied) and values of its own: what
-    ``sampled_addmm(..., out=)`` writes into without a copy of the indices (1.2 GB at Netflix size, Chapter 8)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # sparse CSR is flagged as beta; the ops used here are stable
-        return torch.sparse_csr_tensor(R.crow_indices(), R.col_indices(), torch.empty_like(R.values()),
-                                       size=R.shape)
-
-
-def _cg_rows(other: torch.Tensor, R: torch.Tensor, X: torch.Tensor, unobserved_weight: float,
-             row_lambda: torch.Tensor, steps: int) -> None:
-    """One ALS half-sweep by a few conjugate-gradient steps per row, warm-started from ``X`` (updated in place).
-
-    Solves the same normal equations as :func:`_solve_rows` without forming the ``k × k`` matrices: the product
-    ``A_u p_u = w·Gp_u + (1 − w)·Σ_{i∈O_u} v_i (v_iᵀ p_u) + λ_u p_u`` is computed for all rows at once with a sampled
-    dense-dense product (the ``v_iᵀ p_u`` on the observed cells only) and a sparse-dense product, ``O(nnz·k)`` per step
-    instead of ``O(nnz·k²)`` (Takács, Pilászy & Tikk 2011, "Applications of the Conjugate Gradient Method for Implicit
-    Feedback Collaborative Filtering"; the ``implicit`` library's default ALS solver).
-    """
-    gram = unobserved_weight * (other.T @ other)
-    lam = None
-    if len(row_lambda) and bool(row_lambda.min() == row_lambda.max()):
-        gram.diagonal().add_(row_lambda[0])  # one λ for every row (no reg_scaling): λI joins the Gram matrix
-    else:
-        lam = row_lambda[:, None]
-    other_t = other.T.contiguous()
-    other_scaled = other * (1.0 - unobserved_weight)
-    _cg_block(other, other_t, other_scaled, gram, R, X, lam, unobserved_weight, steps)
-
-
-def _cg_block(other, other_t, other_scaled, gram, R, X, lam, unobserved_weight: float, steps: int) -> None:
-    """The conjugate-gradient steps of :func:`_cg_rows` for the rows of ``R`` (and ``X``, updated in place).
-
-    Written for any range of rows (a block of ``R`` and the matching rows of ``X``), though ``_cg_rows`` passes all
-    of them: solving blocks in Python threads of one torch thread each was measured and was slower on two cores
-    (1.6 × ``implicit``'s sweep at 10% of Netflix's shape against 0.8 × with torch's two threads).
-
-    ``gram`` is ``w·GᵀG`` plus ``λI`` when ``lam`` is None (one λ for all rows), else ``lam`` holds each row's λ.
-    Every step is a few whole-matrix operations, each one pass over memory: a sampled product for the ``v_iᵀp_u``
-    of the observed cells, a sparse-dense product, and the vector updates in place.
-    """
-    # Every sampled product writes into the values of one tensor that shares R's index arrays (``out=``): a fresh
-    # result would copy the index arrays each time (a third of the sampled product's time on a CPU).
-    dots = torch.sparse.sampled_addmm(R, X, other_t, beta=0.0, out=_same_pattern(R))  # v_iᵀ x_u, observed cells
-    # the residual b − A x in ONE sparse product: Σ_{i∈O_u} v_i − (1 − w) Σ_{i∈O_u} v_i (v_iᵀ x_u) has the
-    # values 1 − (1 − w)·v_iᵀx_u on the observed cells (two sparse products before)
-    dots.values().mul_(-(1.0 - unobserved_weight)).add_(1.0)
-    residual = torch.mm(dots, other).addmm_(X, gram, alpha=-1.0)
-    if lam is not None:
-        residual.addcmul_(lam, X, value=-1.0)
-    direction = residual.clone()
-    rs = torch.linalg.vecdot(residual, residual)
-    for step in range(steps):
-        torch.sparse.sampled_addmm(R, direction, other_t, beta=0.0, out=dots)   # v_iᵀ p_u
-        Ap = torch.mm(dots, other_scaled).addmm_(direction, gram)
-        if lam is not None:
-            Ap.addcmul_(lam, direction)
-        pAp = torch.linalg.vecdot(direction, Ap)
-        alpha = torch.where(pAp > 0, rs / pAp, 0.0)   # pAp ≤ 0 only where the direction vanished (or A is indefinite)
-        X.addcmul_(alpha[:, None], direction)
-        if step == steps - 1:  # the last step needs no new residual or direction
-            break
-        residual.addcmul_(alpha[:, None], Ap, value=-1.0)
-        rs_new = torch.linalg.vecdot(residual, residual)
-        beta = torch.where(rs > 0, rs_new / rs, 0.0)
-        torch.addcmul(residual, direction, beta[:, None], out=direction)
-        rs = rs_new
-
-
 def _sparse_gram_loss(U, V, R, unobserved_weight, reg, user_reg, item_reg, out=None) -> float:
     """:func:`weighted_loss_gram` (mean) as a float, the ``u·v`` of observed cells by a sampled product (no gather).
 
@@ -396,14 +252,7 @@ def _sparse_gram_loss(U, V, R, unobserved_weight, reg, user_reg, item_reg, out=N
 # ---------------------------------------------------------------------------------------------------------------------
 # The estimator
 # ---------------------------------------------------------------------------------------------------------------------
-def _unique_pairs(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    """Observed (user, item) pairs, each once, sorted by user."""
-    csr = data.to_csr("ones")
-    user = np.repeat(np.arange(data.n_users), np.diff(csr.indptr))
-    return user.astype(np.int64), csr.indices.astype(np.int64)
-
-
-class WeightedMF(Recommender):
+class WeightedMF(FactorMixin, Recommender):
     """Weighted matrix factorization for implicit feedback (the seeds' model, trained and evaluated properly).
 
     Parameters
@@ -416,7 +265,7 @@ class WeightedMF(Recommender):
         validation picks ``w ≈ 0.3`` with ``reg ≈ 10``.
     reg : float
         ``λ`` in the units of the summed loss (see the module docstring), times the per-row multipliers of
-        ``reg_scaling``. The default 0.01 barely regularises; see :func:`tune_weighted_mf`.
+        ``reg_scaling``. The default 0.01 barely regularises; see :func:`mfkit.training.tune`.
     solver : {"als", "gram", "dense"}
         ``"als"``: closed-form weighted alternating least squares, one batch of ``k × k`` solves per half-sweep.
         ``"gram"``: a torch optimizer on the exact loss computed through Gram matrices (no dense matrix).
@@ -500,32 +349,7 @@ class WeightedMF(Recommender):
         self.reg_normalised = bool(reg_normalised)
 
     # -- fitting -------------------------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None, k: int = 10,
-            patience: int | None = None) -> "WeightedMF":
-        """Fit on the interactions ``train`` (every row counts as an interaction, duplicates once), from scratch.
-
-        Parameters
-        ----------
-        valid : Interactions, optional
-            Held-out interactions in the same index space; nDCG@``k`` on them (train items excluded) is recorded
-            after each epoch/sweep as ``metric``, and the factors of the best epoch are kept.
-        k : int
-            Cut-off of the validation nDCG.
-        patience : int, optional
-            Stop after this many epochs/sweeps without a better validation nDCG (needs ``valid``).
-
-        Raises
-        ------
-        ValueError
-            ``solver="dense"`` on a matrix over ``max_dense_bytes``.
-        DivergenceError
-            The loss or the factors became NaN/inf.
-        """
-        return super().fit(train, valid, k=k, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None) -> None:
-        if patience is not None and valid is None:
-            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, dim = train.n_users, train.n_items, self.n_factors
         if self.solver == "dense" and n_users * n_items * 4 > self.max_dense_bytes:
             raise ValueError(
@@ -533,7 +357,7 @@ class WeightedMF(Recommender):
                 f"({n_users * n_items * 4 / 2**30:.2f} GiB > max_dense_bytes={self.max_dense_bytes / 2**30:.2f} GiB); "
                 "use solver='gram' (same loss, no dense matrix) or solver='als'")
         device = self.device_
-        user_np, item_np = _unique_pairs(train)
+        user_np, item_np = observed_pairs(train)
         user = torch.from_numpy(user_np).to(device)
         item = torch.from_numpy(item_np).to(device)
         w = self.unobserved_weight
@@ -582,24 +406,18 @@ class WeightedMF(Recommender):
         user_np, item_np = user.cpu().numpy(), item.cpu().numpy()
         user_lambda, item_lambda = self.reg * user_reg, self.reg * item_reg
         w = self.unobserved_weight
-        R = _sparse_ones(user_np, item_np, n_users, n_items, U.device, U.dtype)
-        if self.als_method == "cholesky":
-            budget = max(1, self.als_chunk // self.n_factors)
-            by_user = _PaddedRows(user_np, item_np, n_users, n_items, U.device, budget)
-            by_item = _PaddedRows(item_np, user_np, n_items, n_users, U.device, budget)
-            solve_users = lambda: _solve_rows(V, by_user, U, w, user_lambda)  # noqa: E731
-            solve_items = lambda: _solve_rows(U, by_item, V, w, item_lambda)  # noqa: E731
-        else:
-            by_item_order = np.lexsort((user_np, item_np))
-            Rt = _sparse_ones(item_np[by_item_order], user_np[by_item_order], n_items, n_users, U.device, U.dtype)
-            solve_users = lambda: _cg_rows(V, R, U, w, user_lambda, self.cg_steps)  # noqa: E731
-            solve_items = lambda: _cg_rows(U, Rt, V, w, item_lambda, self.cg_steps)  # noqa: E731
+        layout = dict(method=self.als_method, budget=max(1, self.als_chunk // self.n_factors), device=U.device,
+                      dtype=U.dtype)
+        by_user = als.Observations(user_np, item_np, n_users, n_items, **layout)
+        by_item = als.Observations(item_np, user_np, n_items, n_users, **layout)
+        R = by_user.R if self.als_method == "cg" else als.Observations(user_np, item_np, n_users, n_items,
+                                                                        method="cg", device=U.device, dtype=U.dtype).R
         self.user_factors_, self.item_factors_ = U, V
-        loss_dots = _same_pattern(R)  # the training loss's products, written in place after every sweep
+        loss_dots = als.same_pattern(R)  # the training loss's products, written in place after every sweep
 
         def sweep(epoch):
-            solve_users()
-            solve_items()
+            als.solve_rows(V, by_user, U, user_lambda, unobserved_weight=w, cg_steps=self.cg_steps)
+            als.solve_rows(U, by_item, V, item_lambda, unobserved_weight=w, cg_steps=self.cg_steps)
 
         def restore(best):
             U.copy_(best[0])
@@ -633,8 +451,39 @@ class WeightedMF(Recommender):
         with torch.no_grad():
             return self._link((self.user_factors_[u] * self.item_factors_[i]).sum(-1))
 
-    def _item_vectors(self) -> torch.Tensor:
-        return self.item_factors_
+    # -- hooks: fold-in (the vectors come from FactorMixin: σ is monotone, the ranking is u·v's) ----------------
+    def _lambda(self, counts: np.ndarray, reg: float | None) -> np.ndarray:
+        return (self.reg if reg is None else reg) * row_regularisation(counts, self.train_.n_items,
+                                                                       self.unobserved_weight, self.reg_scaling)
+
+    def fold_in(self, item, owner, n_users, rating=None, *, reg=None):
+        """One ALS user step (Hu et al. 2008) against the fixed item factors, with the model's ``reg`` and
+        ``reg_scaling``: :func:`mfkit.als.solve_rows`. Only the squared loss has one (``NotImplementedError``)."""
+        if self.loss != "squared":
+            raise NotImplementedError(f"loss={self.loss!r} has no closed-form user step")
+        V = self.item_factors_.detach()
+        counts = np.bincount(owner, minlength=n_users)
+        obs = als.Observations(owner, item, n_users, len(V), device=V.device, dtype=V.dtype)
+        x = V.new_zeros(n_users, V.shape[1])
+        lam = torch.as_tensor(self._lambda(counts, reg), dtype=V.dtype, device=V.device)
+        als.solve_rows(V, obs, x, lam, unobserved_weight=self.unobserved_weight)
+        x[torch.from_numpy(counts == 0).to(V.device)] = 0.0
+        return x, None
+
+    def fold_in_loss(self, x, bias, rows, cols, counts, rating, reg):
+        """The model's loss (summed, its ``loss`` and ``reg_scaling``) of the new users' rows."""
+        V = self.item_factors_.detach().to(x.dtype)
+        R = torch.zeros(len(x), len(V), dtype=x.dtype, device=x.device)
+        R[rows, cols] = 1.0
+        user_reg = torch.as_tensor(self._lambda(counts.cpu().numpy(), 1.0), dtype=x.dtype, device=x.device)
+        lam = self.reg if reg is None else reg
+        return weighted_loss_dense(x, V, R, self.unobserved_weight, lam, user_reg=user_reg,
+                                   item_reg=torch.zeros(len(V), dtype=x.dtype, device=x.device), loss=self.loss,
+                                   reduction="sum")
+
+    def score_folded(self, x, bias=None):
+        with torch.no_grad():
+            return self._link(x @ self.item_factors_.T)
 
 
 class Popularity(Recommender):
@@ -659,39 +508,12 @@ class Popularity(Recommender):
         self.device = device
 
     def _fit(self, train: Interactions, valid: Interactions | None = None) -> None:
-        _, item = _unique_pairs(train)
-        self.item_scores_ = torch.from_numpy(np.bincount(item, minlength=train.n_items).astype(np.float32)).to(
-            self.device_)
+        self.item_scores_ = torch.from_numpy(item_popularity(train).astype(np.float32)).to(self.device_)
 
     def score_users(self, users) -> torch.Tensor:
         """The item counts, the same row for every user: ``(len(users), n_items)`` (a broadcast view)."""
         n = len(self._user_index(users))
         return self.item_scores_.unsqueeze(0).expand(n, -1)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Hyperparameter selection on validation data carved from train
-# ---------------------------------------------------------------------------------------------------------------------
-def tune_weighted_mf(train: Interactions, grid, *, base_params: dict | None = None, protocol: str = "I1", seed=0,
-                     k: int = 10, patience: int | None = None, select_epochs: bool = True, device=None,
-                     show_progress: bool | None = None) -> tuple[dict, pd.DataFrame]:
-    """:func:`mfkit.training.tune` for :class:`WeightedMF`, returning ``(best_params, table)`` (Chapter 2's call).
-
-    Every grid point is fitted on the inner train part of ``train`` (``protocol``, ``seed``) and scored by
-    nDCG@``k`` on the validation part after every epoch/sweep; ``table`` has the grid's columns, ``ndcg`` (best
-    validation nDCG@k), ``best_epoch`` and ``fit_s``, best first. ``select_epochs`` sets ``n_epochs`` of the best
-    parameters to the best epoch/sweep seen on validation.
-
-    Used by: Chapter 2 and the I1 benchmark (``benchmarks/implicit_ml100k.py``).
-    """
-    base = dict(base_params or {})
-    if device is not None:
-        base["device"] = device
-    if show_progress is not None:
-        base.setdefault("show_progress", show_progress)
-    result = tune(WeightedMF, train, grid, base_params=base, metric="ndcg", k=k, protocol=protocol, seed=seed,
-                  patience=patience, select_epochs=select_epochs, show_progress=show_progress)
-    return result.best_params, result.table
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .observed import seen_csr
+from .topk import csr_rows_as_coo, top_k
+
 __all__ = ["rmse", "mae", "NonFiniteError", "paired_comparison", "PairedComparison"]
 
 
@@ -231,14 +234,6 @@ def _check_index_space(train, test) -> None:
                              "different things in each")
 
 
-def _csr_rows_as_coo(csr, rows: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row position within ``rows``, column) index tensors of the non-zeros of the CSR rows ``rows``."""
-    sub = csr[rows]
-    row_pos = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    return (torch.from_numpy(row_pos.astype(np.int64)).to(device),
-            torch.from_numpy(sub.indices.astype(np.int64)).to(device))
-
-
 def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=None,
                 nonfinite: str = "raise") -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` item indices and scores for dense user indices ``users``, excluding each user's train items.
@@ -276,17 +271,8 @@ def top_k_items(model, train, users, k: int = 10, exclude: bool = True, device=N
     scores = _handle_nonfinite(scores, users, nonfinite)
     if k > scores.shape[1]:
         raise ValueError(f"k={k} is larger than the number of items ({scores.shape[1]})")
-    if exclude and train is not None:
-        rows, cols = _csr_rows_as_coo(_seen_csr(train), users, device)
-        scores[rows, cols] = -torch.inf
-    top_scores, top_items = torch.topk(scores, k, dim=1)
+    top_scores, top_items = top_k(scores, k, seen_csr(train) if exclude and train is not None else None, users)
     return top_items, top_scores
-
-
-def _seen_csr(data):
-    csr = data.to_csr("ones")
-    csr.data[:] = 1.0  # duplicates count once
-    return csr
 
 
 def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, device=None,
@@ -348,11 +334,11 @@ def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, dev
         raise ValueError(f"nonfinite must be one of {_NONFINITE}, got {nonfinite!r}")
     if train is not None:
         _check_index_space(train, test)
-    test_csr = _seen_csr(test)
+    test_csr = seen_csr(test)
     users = np.flatnonzero(np.diff(test_csr.indptr) > 0)
     if len(users) == 0:
         raise ValueError("test has no interactions")
-    train_csr = _seen_csr(train) if train is not None else None
+    train_csr = seen_csr(train) if train is not None else None
     score = _score_fn(model)
     sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in _METRICS}
     per_user_values = {name: [] for name in _METRICS} if per_user else None
@@ -366,12 +352,9 @@ def ranking_metrics(model, train, test, k: int = 10, batch_size: int = 1024, dev
                                  f"{len(batch)} users, got {tuple(scores.shape)}")
             scores = scores.clone()  # the model may hand out a view of its own buffers
             scores = _handle_nonfinite(scores, batch, nonfinite)
-            if train_csr is not None:
-                rows, cols = _csr_rows_as_coo(train_csr, batch, device)
-                scores[rows, cols] = -torch.inf
-            top_scores, top_items = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+            top_scores, top_items = top_k(scores, k, train_csr, batch)
             relevant = torch.zeros(len(batch), test.n_items, dtype=torch.bool, device=device)
-            rows, cols = _csr_rows_as_coo(test_csr, batch, device)
+            rows, cols = csr_rows_as_coo(test_csr, batch, device)
             relevant[rows, cols] = True
             # an excluded (-inf) item never counts as a hit, even when it is also a test item
             hits = torch.gather(relevant, 1, top_items) & torch.isfinite(top_scores)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -28,11 +26,10 @@ from .base import Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics, rmse
 from .training import check_optimizer, minibatches, train_loop
-from .training import tune as _tune
 from .utils import cpu_threads, get_device
 
 __all__ = ["GMF", "MLP", "NeuMF", "Tower", "NCF", "TwoTower", "sample_negatives", "in_batch_softmax_loss",
-           "positive_keys", "tune", "mlp_learns_dot_product"]
+           "positive_keys", "mlp_learns_dot_product"]
 
 # Upper bound on the floats one chunk of all-items MLP scoring materialises (64 MB in fp32): keeps scoring a whole
 # catalogue for a batch of users within laptop memory without a Python loop per user.
@@ -510,18 +507,6 @@ class NCF(_NeuralRecommender):
         return net.to(self.device_)
 
     # -- training ----------------------------------------------------------------------------------------------------
-    def fit(self, train: Interactions, valid: Interactions | None = None, patience: int | None = None) -> "NCF":
-        """Train on ``train``; with ``valid``, record the validation metric per epoch and keep the best epoch.
-
-        The metric is RMSE (ratings clipped to [1, 5]) for the rating task and nDCG@10 (protocol I1, items seen in
-        ``train`` excluded) for the implicit task. ``patience`` stops after that many epochs without improvement.
-
-        Returns
-        -------
-        self
-        """
-        return super().fit(train, valid, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
         self._seed_generators()
         n_users, n_items = train.n_users, train.n_items
@@ -746,11 +731,6 @@ class TwoTower(_NeuralRecommender):
         self.optimizer, self.show_progress = optimizer, show_progress
         self.device, self.random_state = device, check_int("random_state", random_state, None)
 
-    def fit(self, train: Interactions, valid: Interactions | None = None, patience: int | None = None
-            ) -> "TwoTower":
-        """Train on the observed pairs of ``train``; with ``valid``, keep the epoch of best nDCG@10 (protocol I1)."""
-        return super().fit(train, valid, patience=patience)
-
     def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
         self._seed_generators()
         n_items = train.n_items
@@ -806,9 +786,10 @@ class TwoTower(_NeuralRecommender):
         return self._item_cache
 
     @torch.no_grad()
-    def user_vectors(self, users) -> torch.Tensor:
-        """The user tower's output for dense user indices, ``(n, d)``."""
-        u = self._user_index(users)  # checks the model is fitted first
+    def user_vectors(self, users=None) -> torch.Tensor:
+        """The user tower's output for dense user indices (default all), ``(n, d)``."""
+        self._check_fitted()
+        u = self._user_index(torch.arange(self.train_.n_users) if users is None else users)
         return self.net_.users(u)
 
     @torch.no_grad()
@@ -837,27 +818,6 @@ class TwoTower(_NeuralRecommender):
         self.net_.load_state_dict({k[4:]: v for k, v in state.items()})
         self.net_.eval()
         self._item_cache = None
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Hyperparameter selection on validation
-# ---------------------------------------------------------------------------------------------------------------------
-def tune(estimator, train: Interactions, grid, *, base_params: dict | None = None, protocol: str | None = None,
-         seed=0, patience: int | None = 3, select_epochs: bool = True, valid_split=None
-         ) -> tuple[dict, pd.DataFrame]:
-    """:func:`mfkit.training.tune` for :class:`NCF` or :class:`TwoTower`, returning ``(best_params, table)``.
-
-    Every grid point is fitted on the inner part of ``train`` and scored after each epoch on the validation part
-    (RMSE for ``task="rating"``, nDCG@10 otherwise; early stopping with ``patience``); ``table`` has the grid's
-    columns, ``metric`` (best validation value), ``best_epoch`` and ``fit_s``, best first; ``select_epochs`` sets
-    ``n_epochs`` of ``best_params`` to the best point's best epoch. ``valid_split`` shares one (inner, valid) split
-    across calls (e.g. with pretrained NeuMF parts).
-
-    Used by: Chapter 7 and ``benchmarks/neural_ml100k.py``.
-    """
-    result = _tune(estimator, train, grid, base_params=base_params, protocol=protocol, seed=seed,
-                   valid_split=valid_split, patience=patience, select_epochs=select_epochs)
-    return result.best_params, result.table.rename(columns={result.metric: "metric"})
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -921,27 +881,3 @@ def mlp_learns_dot_product(n_factors: int = 8, hidden: int = 64, n_layers: int =
     err = (pred - y) ** 2
     return {"train_rmse": float(err[:n_train].mean().sqrt()), "test_rmse": float(err[n_train:].mean().sqrt()),
             "target_std": float(y[n_train:].std()), "n_parameters": sum(p.numel() for p in net.parameters())}
-
-
-#: The settings that ``benchmarks/neural_ml100k.py`` chose on validation, as its record
-#: (``benchmarks/results/neural_ml100k.json``, key ``params``) holds them: the one place both the benchmark and
-#: Chapter 7 read them from. Keyed by protocol, then model; ``n_epochs`` is the best validation epoch. The protocol's
-#: shared keys (``task``, ``batch_size``, ``n_negatives``) are not repeated here. The benchmark re-runs the selection
-#: and prints whether it still agrees with this dict; when it does not, update the dict and re-execute Chapter 7.
-#: E1's NCF settings were selected on the validation part of split seed 0 only.
-CHOSEN_SETTINGS: dict[str, dict[str, dict]] = {
-    "I1": {
-        "gmf": {"kind": "gmf", "n_factors": 32, "reg": 0.03, "lr": 0.01, "n_epochs": 12},
-        "mlp": {"kind": "mlp", "layers": (64, 32, 16), "reg": 0.01, "lr": 0.005, "n_epochs": 12},
-        "neumf": {"kind": "neumf", "n_factors": 32, "layers": (64, 32, 16), "reg": 0.02, "lr": 0.003,
-                  "n_epochs": 1},
-        "two_tower": {"n_factors": 64, "temperature": 0.2, "reg": 0.1, "lr": 0.005, "n_epochs": 4,
-                      "batch_size": 1024, "n_uniform_negatives": 1024, "logq_correction": True},
-    },
-    "E1": {
-        "gmf": {"kind": "gmf", "n_factors": 32, "reg": 0.1, "lr": 0.003, "n_epochs": 8},
-        "mlp": {"kind": "mlp", "layers": (64, 32, 16), "reg": 0.3, "lr": 0.003, "n_epochs": 6},
-        "neumf": {"kind": "neumf", "n_factors": 32, "layers": (64, 32, 16), "reg": 0.3, "lr": 0.001,
-                  "n_epochs": 1},
-    },
-}

@@ -28,13 +28,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Recommender, check_choice, check_float, check_int
+from . import als
+from .base import FactorMixin, Recommender, check_choice, check_float, check_int
 from .data import Interactions
 from .metrics import ranking_metrics, top_k_items
+from .observed import item_popularity, observed_pairs, seen_csr
+from .topk import seen_rows
 from .training import epoch_loop, train_loop
 
 __all__ = ["BPR", "ItemKNN", "EASE", "ConfidenceMF", "SAMPLING", "bpr_loss", "sample_negatives",
-           "ease_memory_bytes", "sampled_ranking_metrics", "beyond_accuracy", "positive_pairs", "fit_and_score"]
+           "ease_memory_bytes", "sampled_ranking_metrics", "beyond_accuracy", "fit_and_score"]
 
 SAMPLING = ("uniform", "popularity")
 
@@ -42,24 +45,6 @@ SAMPLING = ("uniform", "popularity")
 # ---------------------------------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------------------------------
-def positive_pairs(data: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (user, item) pairs of ``data``, sorted by user then item (a pair held twice counts once)."""
-    key = np.unique(data.user.astype(np.int64) * max(data.n_items, 1) + data.item)
-    return (key // max(data.n_items, 1)).astype(np.int64), (key % max(data.n_items, 1)).astype(np.int64)
-
-
-def _dense_rows(train: Interactions, users: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    """``(len(users), n_items)`` 0/1 rows of the training matrix, on ``users``' device."""
-    csr = train.to_csr("ones")
-    rows = users.cpu().numpy()
-    sub = csr[rows]
-    row_pos = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    out = torch.zeros(len(rows), train.n_items, dtype=dtype, device=users.device)
-    out[torch.from_numpy(row_pos).to(users.device), torch.from_numpy(sub.indices.astype(np.int64)).to(
-        users.device)] = 1.0
-    return out
-
-
 def _sparse_matrix(rows, cols, values, shape, device, dtype=torch.float32) -> torch.Tensor:
     """A coalesced torch COO matrix (what ``torch.sparse.mm`` takes on CPU and CUDA)."""
     idx = torch.stack([torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)])
@@ -126,7 +111,7 @@ def sample_negatives(users: torch.Tensor, positive_keys: torch.Tensor, n_items: 
                      f"{2 * max_rounds} rounds: the user has (nearly) every item")
 
 
-class BPR(Recommender):
+class BPR(FactorMixin, Recommender):
     """Matrix factorization trained for ranking with the BPR pairwise loss (Rendle et al. 2009).
 
     The score is ``x_ui = p_u · q_i + b_i`` (an item bias, as most BPR implementations add). Each epoch visits
@@ -189,10 +174,8 @@ class BPR(Recommender):
         self.show_progress = show_progress
 
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None):
-        if patience is not None and valid is None:
-            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, device = train.n_users, train.n_items, self.device_
-        user_np, item_np = positive_pairs(train)
+        user_np, item_np = observed_pairs(train)
         counts = np.bincount(user_np, minlength=n_users)
         full = np.flatnonzero(counts >= n_items)
         if len(full):
@@ -208,7 +191,7 @@ class BPR(Recommender):
         users_cpu, items_cpu = torch.from_numpy(user_np), torch.from_numpy(item_np)
         probs = None
         if self.sampling == "popularity":
-            pop = torch.from_numpy(np.bincount(item_np, minlength=n_items).astype(np.float64))
+            pop = torch.from_numpy(item_popularity(train).astype(np.float64))
             probs = pop ** self.pop_exponent
             probs[pop == 0] = 0.0
         reg = self.reg
@@ -241,9 +224,6 @@ class BPR(Recommender):
         u = self._user_index(users)
         with torch.no_grad():
             return self.user_factors_[u] @ self.item_factors_.T + self.item_bias_[None, :]
-
-    def _item_vectors(self) -> torch.Tensor:
-        return self.item_factors_
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -290,7 +270,7 @@ class ItemKNN(Recommender):
         if self.n_neighbors > n_items - 1:
             raise ValueError(f"n_neighbors={self.n_neighbors} is more than the {n_items - 1} other items of the "
                              f"catalogue ({n_items} items): choose n_neighbors <= {n_items - 1}")
-        user_np, item_np = positive_pairs(train)
+        user_np, item_np = observed_pairs(train)
         Xt = _sparse_matrix(item_np, user_np, np.ones(len(user_np)), (n_items, n_users), device)  # items × users
         X = _sparse_matrix(user_np, item_np, np.ones(len(user_np)), (n_users, n_items), device)
         norms = torch.sqrt(torch.from_numpy(np.bincount(item_np, minlength=n_items).astype(np.float32))).to(device)
@@ -320,7 +300,7 @@ class ItemKNN(Recommender):
     def score_users(self, users) -> torch.Tensor:
         """``X_u W``: for each item, the summed similarity to the user's items among its neighbours."""
         u = self._user_index(users)
-        rows = _dense_rows(self.train_, u)
+        rows = seen_rows(seen_csr(self.train_), u)
         with torch.no_grad():
             return torch.sparse.mm(self._weights().t(), rows.T).T
 
@@ -385,7 +365,7 @@ class EASE(Recommender):
                 f"about {need / 2**30:.1f} GiB (> max_bytes = {self.max_bytes / 2**30:.1f} GiB). Use ItemKNN "
                 "(sparse, n_items × n_neighbors) or a factor model (WeightedMF, BPR) instead, keep only the most "
                 "popular items, or raise max_bytes if the memory is there")
-        user_np, item_np = positive_pairs(train)
+        user_np, item_np = observed_pairs(train)
         X = _sparse_matrix(user_np, item_np, np.ones(len(user_np)), (train.n_users, n_items), self.device_, dtype)
         G = torch.sparse.mm(X.t().coalesce(), X.to_dense())
         G.diagonal().add_(self.reg)
@@ -398,7 +378,7 @@ class EASE(Recommender):
     def score_users(self, users) -> torch.Tensor:
         """``X_u B`` for every item."""
         u = self._user_index(users)
-        rows = _dense_rows(self.train_, u, self.weights_.dtype)
+        rows = seen_rows(seen_csr(self.train_), u, self.weights_.dtype)
         with torch.no_grad():
             return (rows @ self.weights_).float()
 
@@ -409,15 +389,15 @@ class EASE(Recommender):
 CONFIDENCES = ("binary", "rating")
 
 
-class ConfidenceMF(Recommender):
+class ConfidenceMF(FactorMixin, Recommender):
     """Implicit-feedback matrix factorization with Hu, Koren & Volinsky's (2008) confidence weights, fitted by ALS.
 
     Minimises ``Σ_{u,i} c_ui (p_ui - x_u·y_i)² + reg (Σ|x_u|² + Σ|y_i|²)`` over *all* cells, with preference
     ``p_ui = 1`` on observed cells (0 elsewhere) and confidence ``c_ui = 1 + alpha · r_ui`` there (1 elsewhere):
     ``r_ui`` is the rating (``confidence="rating"``) or 1 (``"binary"``: every interaction equally sure, the
     weighting of :class:`mfkit.implicit.WeightedMF` up to a factor). Each half-sweep solves, per row, the normal
-    equations ``(YᵀY + Yᵀ(C_u - I)Y + reg·I) x_u = YᵀC_u p_u``; the per-row correction is one sparse product
-    with the ``k²``-wide outer products of the other side's factors, so no row is visited in Python.
+    equations ``(YᵀY + Yᵀ(C_u - I)Y + reg·I) x_u = YᵀC_u p_u`` by :func:`mfkit.als.solve_rows` (weights
+    ``c_ui``, unobserved weight 1), batched, so no row is visited in Python.
 
     Parameters
     ----------
@@ -430,8 +410,6 @@ class ConfidenceMF(Recommender):
     n_epochs : int
         ALS sweeps (users, then items); with ``valid`` the best sweep is kept.
     init_scale : float
-    row_block : int
-        Rows whose ``k × k`` systems are formed at once.
     device, random_state, show_progress
 
     Used by: Chapter 9 (what counts as a positive, and how sure we are of it).
@@ -445,7 +423,7 @@ class ConfidenceMF(Recommender):
         return self.confidence == "rating"
 
     def __init__(self, n_factors: int = 32, alpha: float = 10.0, reg: float = 10.0, confidence: str = "binary",
-                 n_epochs: int = 10, init_scale: float = 0.1, row_block: int = 4096, device=None,
+                 n_epochs: int = 10, init_scale: float = 0.1, device=None,
                  random_state: int = 0, show_progress: bool | None = None):
         self.n_factors = check_int("n_factors", n_factors, 1)
         self.alpha = check_float("alpha", alpha, 0.0)
@@ -453,13 +431,12 @@ class ConfidenceMF(Recommender):
         self.confidence = check_choice("confidence", confidence, CONFIDENCES)
         self.n_epochs = check_int("n_epochs", n_epochs, 1)
         self.init_scale = check_float("init_scale", init_scale, 0.0)
-        self.row_block = check_int("row_block", row_block, 1)
         self.device, self.random_state = device, check_int("random_state", random_state, None)
         self.show_progress = show_progress
 
     def _confidence_values(self, train: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.confidence == "binary":
-            user_np, item_np = positive_pairs(train)
+            user_np, item_np = observed_pairs(train)
             return user_np, item_np, np.full(len(user_np), self.alpha)
         if train.rating is None:
             raise ValueError("confidence='rating' needs Interactions with ratings; use confidence='binary'")
@@ -469,31 +446,21 @@ class ConfidenceMF(Recommender):
         return user_np, csr.indices.astype(np.int64), self.alpha * csr.data
 
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None):
-        if patience is not None and valid is None:
-            raise ValueError("patience needs valid (early stopping watches the validation nDCG)")
         n_users, n_items, dim, device = train.n_users, train.n_items, self.n_factors, self.device_
         user_np, item_np, extra = self._confidence_values(train)  # extra = c - 1 on observed cells
-        C1 = _sparse_matrix(user_np, item_np, extra, (n_users, n_items), device)
-        C = _sparse_matrix(user_np, item_np, 1.0 + extra, (n_users, n_items), device)   # C_u p_u
-        C1t, Ct = C1.t().coalesce(), C.t().coalesce()
+        by_user = als.Observations(user_np, item_np, n_users, n_items, device=device)
+        by_item = als.Observations(item_np, user_np, n_items, n_users, device=device)
+        confidence = torch.from_numpy(1.0 + extra).float().to(device)   # a = c_ui on observed cells, 1 elsewhere
         gen = torch.Generator().manual_seed(int(self.random_state))
         U = (torch.randn(n_users, dim, generator=gen) * self.init_scale).to(device)
         V = (torch.randn(n_items, dim, generator=gen) * self.init_scale).to(device)
         self.user_factors_, self.item_factors_ = U, V
-        eye = torch.eye(dim, device=device) * self.reg
+        user_reg = torch.full((n_users,), self.reg, device=device)
+        item_reg = torch.full((n_items,), self.reg, device=device)
 
-        def solve(out, other, corr, rhs):
-            outer = (other[:, :, None] * other[:, None, :]).reshape(len(other), dim * dim)
-            gram = other.T @ other + eye
-            b_all = torch.sparse.mm(rhs, other)
-            for start in range(0, out.shape[0], self.row_block):
-                rows = torch.arange(start, min(start + self.row_block, out.shape[0]), device=device)
-                A = torch.sparse.mm(torch.index_select(corr, 0, rows), outer).reshape(len(rows), dim, dim) + gram
-                out[rows] = torch.linalg.solve(A, b_all[rows])
-
-        def sweep(epoch):
-            solve(U, V, C1, C)
-            solve(V, U, C1t, Ct)
+        def sweep(epoch):  # (YᵀY + Yᵀ(C_u − I)Y + reg·I) x_u = YᵀC_u p_u, by the one ALS solver
+            als.solve_rows(V, by_user, U, user_reg, unobserved_weight=1.0, weights=confidence)
+            als.solve_rows(U, by_item, V, item_reg, unobserved_weight=1.0, weights=confidence)
 
         def loss(epoch):  # mean over cells of the weighted squared error, plus the penalty per cell
             pred_obs = (U[torch.from_numpy(user_np).to(device)] * V[torch.from_numpy(item_np).to(device)]).sum(1)
@@ -520,9 +487,6 @@ class ConfidenceMF(Recommender):
         u = self._user_index(users)
         with torch.no_grad():
             return self.user_factors_[u] @ self.item_factors_.T
-
-    def _item_vectors(self) -> torch.Tensor:
-        return self.item_factors_
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -627,11 +591,11 @@ def beyond_accuracy(model, train: Interactions, users=None, k: int = 10, device=
         does); ``gini``: Gini index of how often each item is recommended (1: all lists the same few items).
     """
     n_users, n_items = train.n_users, train.n_items
-    user_np, item_np = positive_pairs(train)
+    user_np, item_np = observed_pairs(train)
     if users is None:
         users = np.unique(user_np)
     users = np.asarray(users, dtype=np.int64)
-    pop = np.bincount(item_np, minlength=n_items).astype(np.float64)
+    pop = item_popularity(train).astype(np.float64)
     top, _ = top_k_items(model, train, users, k=k, device=device)
     top = top.cpu().numpy()
     pop_scores = torch.from_numpy(pop).float()

@@ -26,6 +26,8 @@ from scipy.special import ndtr
 
 from .data.interactions import Interactions
 from .serving import top_k_exact
+from .observed import seen_csr
+from .topk import top_k_vectors
 from .utils import get_device
 
 __all__ = ["StageTimer", "peak_rss_bytes", "current_rss_bytes", "reset_peak_rss", "train_without_probe",
@@ -242,20 +244,6 @@ def planted_rmse(truth, users, movies, ratings, clip=(1, 5), block: int = 1 << 2
     return float(np.sqrt(total / len(users)))
 
 
-def _scoring_vectors(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """User and item vectors whose inner product ranks items like the model: ``[p_u, 1] . [q_i, b_i]`` for
-    biased MF (the user's own bias and the global mean do not change a user's ranking), ``p_u . q_i`` otherwise."""
-    if not hasattr(model, "user_factors_") or not hasattr(model, "item_factors_"):
-        raise ValueError(f"{type(model).__name__} has no user_factors_/item_factors_: fit a factor model first")
-    P = model.user_factors_.detach().float()
-    Q = model.item_factors_.detach().float()
-    bias = getattr(model, "item_bias_", None)
-    if bias is not None:
-        P = torch.cat([P, torch.ones(len(P), 1, dtype=P.dtype, device=P.device)], 1)
-        Q = torch.cat([Q, bias.detach().float().to(Q.device)[:, None]], 1)
-    return P, Q
-
-
 def top_k_all_users(model, k: int = 10, batch_size: int | None = None, exclude: Interactions | None = None,
                     device=None, max_elements: int = 2 ** 26) -> np.ndarray:
     """The top-``k`` items (dense indices, best first) for every user of a fitted factor model, in batches.
@@ -269,7 +257,10 @@ def top_k_all_users(model, k: int = 10, batch_size: int | None = None, exclude: 
 
     Used by: Chapter 8, ``benchmarks/netflix_full.py``.
     """
-    P, Q = _scoring_vectors(model)
+    try:
+        P, Q = model.user_vectors().float(), model.item_vectors().float()
+    except NotImplementedError as err:
+        raise ValueError(f"{type(model).__name__} has no user/item vectors: fit a factor model first") from err
     dev = get_device(device)
     if k < 1 or k > len(Q):
         raise ValueError(f"k must lie in 1..{len(Q)} (the number of items), got {k}")
@@ -279,27 +270,9 @@ def top_k_all_users(model, k: int = 10, batch_size: int | None = None, exclude: 
     if exclude.n_users != len(P) or exclude.n_items != len(Q):
         raise ValueError(f"exclude has {exclude.n_users} users and {exclude.n_items} items, the model "
                          f"{len(P)} and {len(Q)}")
-    if batch_size is None:
-        batch_size = max(1, max_elements // len(Q))
-    order = np.argsort(exclude.user, kind="stable")
-    cols = exclude.item[order].astype(np.int64)
-    del order
-    indptr = np.zeros(len(P) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum(np.bincount(exclude.user, minlength=len(P)))
-    P, Qt = P.to(dev), Q.to(dev).T.contiguous()
-    out = np.empty((len(P), k), dtype=np.int64)
-    with torch.no_grad():
-        for a in range(0, len(P), batch_size):
-            b = min(a + batch_size, len(P))
-            scores = P[a:b] @ Qt
-            lo, hi = indptr[a], indptr[b]
-            rows = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(indptr[a:b + 1]))
-            flat = torch.from_numpy(rows * len(Q) + cols[lo:hi]).to(dev)
-            scores.view(-1)[flat] = -torch.inf
-            top = torch.topk(scores, k, dim=1)
-            idx = top.indices.cpu().numpy()
-            idx[torch.isneginf(top.values).cpu().numpy()] = -1
-            out[a:b] = idx
+    values, index = top_k_vectors(P.to(dev), Q.to(dev), k, seen_csr(exclude), batch_size, max_elements)
+    out = index.cpu().numpy()
+    out[torch.isneginf(values).cpu().numpy()] = -1
     return out
 
 

@@ -34,6 +34,8 @@ import torch
 
 from .base import RatingMixin, Recommender, _raw_to_index, check_float, check_int
 from .data import Interactions
+from .observed import item_popularity
+from .topk import top_k_vectors
 
 __all__ = ["FoldIn", "fold_in_users", "fold_in", "score_fold_in", "recommend_new_user", "popularity_scores",
            "new_user_split", "first_interactions", "movielens_item_features", "ItemFeatureRegression",
@@ -65,18 +67,10 @@ class FoldIn:
     method: str
 
 
-def _is_weighted_mf(model) -> bool:
-    from .implicit import WeightedMF
-    return isinstance(model, WeightedMF)
-
-
 def _check_foldable(model) -> None:
     if not isinstance(model, Recommender):
         raise TypeError(f"fold-in needs a fitted mfkit model, got {type(model).__name__}")
     model._check_fitted()
-    if not (_is_weighted_mf(model) or isinstance(model, RatingMixin)):
-        raise TypeError(f"fold-in supports WeightedMF and the rating models (BiasedMF, BayesianMF, ...), not "
-                        f"{type(model).__name__}: its users are not a vector against fixed item factors")
 
 
 @dataclass
@@ -141,73 +135,8 @@ def _check_histories(model, histories, ratings) -> _Histories:
     return _Histories(flat, owner, lengths, rating)
 
 
-def _spd_solve(A: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batched solve of symmetric positive definite systems by Cholesky (a general solver where that fails)."""
-    L, info = torch.linalg.cholesky_ex(A)
-    if bool((info != 0).any()):
-        return torch.linalg.solve(A, b)
-    return torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
-
-
-def _closed_form_weighted(model, histories, reg: float | None = None) -> FoldIn:
-    """One ALS user step of weighted MF (Hu et al. 2008): ``(w·VᵀV + (1 − w)·V_OᵀV_O + λ_u I) x = V_Oᵀ 1``.
-
-    With ``B = w·VᵀV + λ I`` shared by every user with the same ``λ_u``, the user's own part is a rank-``n``
-    update (``n`` = the history's length), so for short histories the Woodbury identity
-    ``A⁻¹ = B⁻¹ − B⁻¹Pᵀ (I/(1 − w) + P B⁻¹ Pᵀ)⁻¹ P B⁻¹`` turns each ``k × k`` solve into an ``n × n`` one (the
-    trick behind Hu et al.'s fast user step); long histories get the direct ``k × k`` Cholesky solve.
-    """
-    from .implicit import row_regularisation
-
-    V = model.item_factors_.detach()
-    n_items, k = V.shape
-    w = float(model.unobserved_weight)
-    idx, _, counts = histories.padded(n_items, V.device)
-    lam_np = (model.reg if reg is None else reg) * row_regularisation(counts.cpu().numpy(), n_items, w,
-                                                                      model.reg_scaling)
-    lam = torch.as_tensor(lam_np, dtype=V.dtype, device=V.device)
-    P = torch.cat([V, V.new_zeros(1, k)])[idx]                       # (n, width, k), zero rows in the padding
-    gram = w * (V.T @ V)
-    if idx.shape[1] >= k or not 0.0 < w < 1.0 or lam_np.min(initial=1.0) <= 0:  # direct k × k solves
-        A = torch.baddbmm(gram.expand(len(histories), k, k), P.transpose(1, 2), P, alpha=1.0 - w)
-        A.diagonal(dim1=1, dim2=2).add_(lam[:, None])
-        x = _spd_solve(A, P.sum(1))
-    else:                                                            # Woodbury: n × n solves
-        Y = torch.empty_like(P)
-        eye = torch.eye(k, dtype=V.dtype, device=V.device)
-        for value in np.unique(lam_np):                               # one k × k inverse per distinct λ_u
-            rows = torch.from_numpy(np.flatnonzero(lam_np == value)).to(V.device)
-            B_inv = torch.cholesky_inverse(torch.linalg.cholesky(gram + float(value) * eye))
-            Y[rows] = P[rows] @ B_inv                                # P B⁻¹
-        z = Y.sum(1)                                                 # B⁻¹ b, b = Pᵀ 1
-        C = Y @ P.transpose(1, 2)
-        C.diagonal(dim1=1, dim2=2).add_(1.0 / (1.0 - w))
-        x = z - (Y.transpose(1, 2) @ _spd_solve(C, (P @ z[:, :, None])[:, :, 0])[:, :, None])[:, :, 0]
-    x[counts == 0] = 0.0
-    return FoldIn(x, None, "closed form")
-
-
-def _closed_form_biased(model, histories, reg: float | None = None) -> FoldIn:
-    """The ALS user step of :class:`~mfkit.explicit.BiasedMF`: ridge regression of ``r - mu - b_i`` on
-    ``[1, q_i]`` with the per-rating penalty ``n_u · diag(reg_bias, reg, ..., reg)``."""
-    Q, bi = model.item_factors_.detach().double(), model.item_bias_.detach().double()
-    n_items, k = Q.shape
-    idx, r, counts = histories.padded(n_items, Q.device)
-    X = torch.cat([torch.ones(n_items, 1, dtype=Q.dtype, device=Q.device), Q], 1)
-    X = torch.cat([X, X.new_zeros(1, k + 1)])[idx]                   # (n, width, k + 1)
-    y = (r - model.global_mean_ - torch.cat([bi, bi.new_zeros(1)])[idx]) * (idx < n_items)
-    reg_b = model.reg if model.reg_bias is None else model.reg_bias
-    penalty = torch.full((k + 1,), float(model.reg if reg is None else reg), dtype=Q.dtype, device=Q.device)
-    penalty[0] = reg_b
-    A = X.transpose(1, 2) @ X + torch.diag_embed(counts[:, None].to(Q.dtype) * penalty)
-    A[counts == 0] += torch.eye(k + 1, dtype=Q.dtype, device=Q.device)  # no ratings: exactly zero
-    theta = _spd_solve(A, (X.transpose(1, 2) @ y[:, :, None])[:, :, 0])
-    dt = model.item_factors_.dtype
-    return FoldIn(theta[:, 1:].to(dt), theta[:, 0].to(dt), "closed form")
-
-
 def _gradient(model, histories: _Histories, n_steps: int, lr: float, reg: float | None) -> FoldIn:
-    """A few Adam steps on the model's loss with the item side fixed (no closed form for this model)."""
+    """A few Adam steps on the model's own loss (:meth:`~mfkit.base.Recommender.fold_in_loss`), the items fixed."""
     V = model.item_factors_.detach().float()
     n, (n_items, k), dev = len(histories), V.shape, V.device
     gen = torch.Generator().manual_seed(0)
@@ -215,38 +144,18 @@ def _gradient(model, histories: _Histories, n_steps: int, lr: float, reg: float 
     counts = torch.from_numpy(histories.counts).to(dev)
     rows = torch.from_numpy(histories.owner).to(dev)
     cols = torch.from_numpy(histories.item).to(dev)
-    if _is_weighted_mf(model):
-        from .implicit import row_regularisation, weighted_loss_dense
-
-        R = torch.zeros(n, n_items, device=dev)
-        R[rows, cols] = 1.0
-        user_reg = torch.as_tensor(row_regularisation(counts.cpu().numpy(), n_items, model.unobserved_weight,
-                                                      model.reg_scaling), dtype=torch.float32, device=dev)
-        lam = model.reg if reg is None else reg
-        zero = torch.zeros(n_items, device=dev)
-        params = [x]
-
-        def loss_fn():
-            return weighted_loss_dense(x, V, R, model.unobserved_weight, lam, user_reg=user_reg, item_reg=zero,
-                                       loss=model.loss, reduction="sum")
-    else:
-        b = torch.zeros(n, device=dev, requires_grad=True)
-        params = [x, b]
-        r = torch.from_numpy(histories.rating).float().to(dev)
-        bi, mu = model.item_bias_.detach().float(), float(model.global_mean_)
-        lam = float(getattr(model, "reg", 0.05)) if reg is None else reg
-
-        def loss_fn():
-            err = r - (mu + b[rows] + bi[cols] + (x[rows] * V[cols]).sum(1))
-            return (err ** 2).sum() + lam * (counts * ((x * x).sum(1) + b * b)).sum()
+    rated = histories.rating is not None
+    bias = torch.zeros(n, device=dev, requires_grad=True) if rated else None
+    rating = torch.from_numpy(histories.rating).float().to(dev) if rated else None
+    params = [x] + ([bias] if rated else [])
     opt = torch.optim.Adam(params, lr=lr)
     for _ in range(n_steps):
         opt.zero_grad()
-        loss_fn().backward()
+        model.fold_in_loss(x, bias, rows, cols, counts, rating, reg).backward()
         opt.step()
     with torch.no_grad():
         x[counts == 0] = 0.0
-        bias = None if len(params) == 1 else params[1].detach().masked_fill(counts == 0, 0.0)
+        bias = None if bias is None else bias.detach().masked_fill(counts == 0, 0.0)
     dt = model.item_factors_.dtype
     return FoldIn(x.detach().to(dt), None if bias is None else bias.to(dt), "gradient")
 
@@ -282,30 +191,30 @@ def fold_in_users(model, histories, ratings=None, method: str = "auto", n_steps:
     if method not in ("auto", "closed form", "gradient"):
         raise ValueError(f"method must be 'auto', 'closed form' or 'gradient', got {method!r}")
     n_steps, lr = check_int("n_steps", n_steps, 1), check_float("lr", lr, strict=True)
-    weighted = _is_weighted_mf(model)
-    if not weighted and ratings is None:
+    rated = model.requires_ratings
+    if rated and ratings is None:
         raise ValueError(f"{type(model).__name__} predicts ratings: fold-in needs the new users' ratings")
-    histories = _check_histories(model, histories, None if weighted else ratings)
-    closed = (weighted and model.loss == "squared") or (not weighted and hasattr(model, "reg_bias"))
-    if method == "closed form" and not closed:
-        raise ValueError(f"{type(model).__name__} has no closed-form fold-in here; use method='gradient'")
-    with torch.no_grad():
-        if closed and method != "gradient":
-            return (_closed_form_weighted(model, histories, reg) if weighted
-                    else _closed_form_biased(model, histories, reg))
-    return _gradient(model, histories, n_steps, lr, reg)
+    histories = _check_histories(model, histories, ratings if rated else None)
+    if method != "gradient":
+        try:
+            with torch.no_grad():
+                x, bias = model.fold_in(histories.item, histories.owner, len(histories), histories.rating, reg=reg)
+            return FoldIn(x, bias, "closed form")
+        except NotImplementedError:
+            if method == "closed form":
+                raise ValueError(f"{type(model).__name__} has no closed-form fold-in here; use method='gradient'")
+    try:
+        return _gradient(model, histories, n_steps, lr, reg)
+    except NotImplementedError:
+        raise TypeError(f"{type(model).__name__} implements neither fold_in nor fold_in_loss: its users are not "
+                        "a vector against fixed item factors") from None
 
 
 def score_fold_in(model, folded: FoldIn) -> torch.Tensor:
     """Scores of every item for folded-in users: ``(n_users, n_items)``, on the model's scale (``σ(x·v)`` for
-    weighted MF with a sigmoid or logistic loss, predicted ratings for rating models)."""
-    with torch.no_grad():
-        if _is_weighted_mf(model):
-            return model._link(folded.factors @ model.item_factors_.T)
-        out = model.global_mean_ + model.item_bias_[None, :] + folded.bias[:, None]
-        if folded.factors.shape[1]:
-            out = out + folded.factors @ model.item_factors_.T
-        return out
+    weighted MF with a sigmoid or logistic loss, predicted ratings for rating models):
+    :meth:`~mfkit.base.Recommender.score_folded`."""
+    return model.score_folded(folded.factors, folded.bias)
 
 
 def _item_indices(model, item_ids) -> np.ndarray:
@@ -330,9 +239,7 @@ def fold_in(model, item_ids, ratings=None, **kwargs) -> FoldIn:
 
 def popularity_scores(model) -> torch.Tensor:
     """Distinct training users of each item (the popularity baseline), on the model's device."""
-    csr = model.train_.to_csr("ones")
-    counts = np.bincount(csr.indices, minlength=model.train_.n_items).astype(np.float32)
-    return torch.from_numpy(counts).to(model.device_)
+    return torch.from_numpy(item_popularity(model.train_).astype(np.float32)).to(model.device_)
 
 
 def recommend_new_user(model, item_ids, ratings=None, k: int = 10, exclude_seen: bool = True,
@@ -612,17 +519,9 @@ def top_k_exact(queries, items, k: int = 10, batch_size: int | None = None, devi
     k = check_int("k", k, 1)
     if k > V.shape[0]:
         raise ValueError(f"k={k} is more than the {V.shape[0]} items")
-    if batch_size is None:
-        batch_size = max(1, max_elements // max(1, V.shape[0]))
-    batch_size = check_int("batch_size", batch_size, 1)
-    scores = torch.empty(len(Q), k, device=dev)
-    index = torch.empty(len(Q), k, dtype=torch.long, device=dev)
-    Vt = V.T.contiguous()
-    with torch.no_grad():
-        for a in range(0, len(Q), batch_size):
-            top = torch.topk(Q[a:a + batch_size] @ Vt, k, dim=1)
-            scores[a:a + batch_size], index[a:a + batch_size] = top.values, top.indices
-    return scores, index
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 1)
+    return top_k_vectors(Q, V, k, batch_size=batch_size, max_elements=max_elements)
 
 
 def mips_augment(items, queries=None):

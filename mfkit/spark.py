@@ -49,12 +49,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
 
+from . import als
 from .base import Recommender, check_float, check_int
 from .data import Interactions
-from .implicit import _unique_pairs  # observed pairs, each once, sorted by user
+from .observed import observed_pairs
 from .utils import progress
 
 __all__ = ["SparkALS", "local_session", "cluster_session", "executor_ids", "executor_metrics", "session_master",
@@ -367,7 +367,7 @@ def spark_als_loss(user_factors, item_factors, data: Interactions, reg: float, i
     """
     U, V = _float64(user_factors), _float64(item_factors)
     if implicit_prefs:
-        user, item = _unique_pairs(data)
+        user, item = observed_pairs(data)
     else:
         if data.rating is None:
             raise ValueError("explicit ALS needs ratings: data carries none")
@@ -389,43 +389,27 @@ def als_sweep(user_factors, item_factors, data: Interactions, reg: float, implic
               alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One exact ALS sweep of Spark's objective (users, then items), in float64 on the CPU.
 
-    A plain reference, written from the normal equations and nothing else: for row ``u`` with observed columns
-    ``I_u``, ``(Σ_{I_u} y yᵀ + λ n_u I) x_u = Σ_{I_u} r y`` (explicit) or
-    ``(YᵀY + α Σ_{I_u} y yᵀ + λ n_u I) x_u = (1 + α) Σ_{I_u} y`` (implicit); all ``k × k`` systems are built at
-    once (a sparse matrix times the outer products ``y yᵀ``: memory ``rows × k²``, fine for MovieLens-sized data)
-    and solved in one batch. Rows without data stay zero. Spark's factors are (near) its minimiser when one more sweep barely lowers
-    :func:`spark_als_loss`.
+    For row ``u`` with observed columns ``I_u``, ``(Σ_{I_u} y yᵀ + λ n_u I) x_u = Σ_{I_u} r y`` (explicit) or
+    ``(YᵀY + α Σ_{I_u} y yᵀ + λ n_u I) x_u = (1 + α) Σ_{I_u} y`` (implicit): the one ALS solver
+    (:func:`mfkit.als.solve_rows`, exact Cholesky) with weights ``a = 1 + α`` and unobserved weight 1 (implicit),
+    or targets ``r`` (explicit). Rows without data stay zero. Spark's factors are (near) its minimiser when one
+    more sweep barely lowers :func:`spark_als_loss`.
 
     Returns the new ``(user_factors, item_factors)``. Used by: Chapter 8, ``tests/test_spark.py``.
     """
     U, V = _float64(user_factors).clone(), _float64(item_factors).clone()
     if implicit_prefs:
-        user, item = _unique_pairs(data)
-        rating = torch.ones(len(user), dtype=torch.float64)
+        user, item = observed_pairs(data)
+        alpha = check_float("alpha", alpha)
+        kw = dict(unobserved_weight=1.0, weights=torch.full((len(user),), 1.0 + alpha, dtype=torch.float64))
     else:
         if data.rating is None:
             raise ValueError("explicit ALS needs ratings: data carries none")
         user, item = data.user.astype(np.int64), data.item.astype(np.int64)
-        rating = torch.from_numpy(data.rating.astype(np.float64))
-    k = U.shape[1]
+        kw = dict(targets=torch.from_numpy(data.rating.astype(np.float64)))
     for rows, cols, X, Y in ((user, item, U, V), (item, user, V, U)):
-        n_rows, n_cols = X.shape[0], Y.shape[0]
-        Yn = Y.numpy()
-        # Σ_{I_u} w y yᵀ for every row at once: a sparse (rows × cols) matrix times the cols' outer products
-        weight = np.full(len(rows), alpha if implicit_prefs else 1.0)
-        target = np.full(len(rows), 1.0 + alpha) if implicit_prefs else rating.numpy()
-        W = sp.csr_matrix((weight, (rows, cols)), shape=(n_rows, n_cols))
-        T = sp.csr_matrix((target, (rows, cols)), shape=(n_rows, n_cols))
-        A = torch.from_numpy(np.asarray(W @ (Yn[:, :, None] * Yn[:, None, :]).reshape(n_cols, k * k)))
-        A = A.reshape(n_rows, k, k)
-        b = torch.from_numpy(np.asarray(T @ Yn))
-        n = torch.from_numpy(np.bincount(rows, minlength=n_rows).astype(np.float64))
-        if implicit_prefs:
-            A = A + Y.T @ Y
-        A = A + reg * n[:, None, None] * torch.eye(k, dtype=torch.float64)
-        has = n > 0
-        X.zero_()
-        X[has] = torch.linalg.solve(A[has], b[has])
+        obs = als.Observations(rows, cols, X.shape[0], Y.shape[0], dtype=torch.float64)
+        als.solve_rows(Y, obs, X, reg * obs.counts.double(), **kw)
     return U, V
 
 
@@ -550,7 +534,7 @@ class SparkALS(Recommender):
     def _frame(self, spark, train: Interactions):
         """The training data as a Spark DataFrame (user, item: int32 dense indices; rating: float32), via Arrow."""
         if self.implicit_prefs:
-            user, item = _unique_pairs(train)
+            user, item = observed_pairs(train)
             rating = np.ones(len(user), dtype=np.float32)
         else:
             user, item, rating = train.user, train.item, train.rating.astype(np.float32)

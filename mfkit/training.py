@@ -654,8 +654,7 @@ def tune(model, train, grid, *, base_params: dict | None = None, metric: str | N
     ``train`` is split with :func:`mfkit.data.train_validation_split` (``protocol``, ``seed``); every candidate is
     fitted on the inner part and scored on the validation part; the best is optionally refitted on all of ``train``.
 
-    Used by: Chapters 2, 5, 6 and 7 (through the aliases :func:`mfkit.implicit.tune_weighted_mf`,
-    :func:`mfkit.explicit.tune_on_validation` and :func:`mfkit.neural.tune`) and the benchmarks.
+    Used by: Chapters 2, 5, 6 and 7 and the benchmarks (the one tuner: every model, one return shape).
 
     Parameters
     ----------
@@ -741,7 +740,7 @@ def tune(model, train, grid, *, base_params: dict | None = None, metric: str | N
     lower = metric in _LOWER_IS_BETTER
     pick = int(np.nanargmin(values) if lower else np.nanargmax(values))
     best_params = {**base, **points[pick]}
-    if select_epochs and best_epochs[pick] is not None:
+    if select_epochs and best_epochs[pick] is not None and hasattr(candidate, "n_epochs"):  # not a sampler's sweeps
         best_params["n_epochs"] = int(best_epochs[pick])
     table = table.sort_values(metric, ascending=lower, kind="stable").reset_index(drop=True)
     fitted = None

@@ -8,6 +8,7 @@ it after (the minibatch loops of Chapters 5-7 run on one thread, see there).
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ import torch
 from tqdm import tqdm  # plain text bars: they render in terminals, notebooks and the built book alike
 
 __all__ = ["get_device", "seed_everything", "setup", "default_threads", "cpu_threads", "progress",
-           "progress_enabled", "plot_style"]
+           "progress_enabled", "plot_style", "check_int", "check_float", "check_choice"]
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -192,3 +193,32 @@ def progress(iterable=None, *, enabled: bool | None = None, **kwargs):
     if enabled is None:
         enabled = progress_enabled()
     return tqdm(iterable, disable=not enabled, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Validators of parameters (every constructor and public routine)
+# ---------------------------------------------------------------------------------------------------------------------
+def check_int(name: str, value, minimum: int | None = 1) -> int:
+    """``int(value)``, or a ValueError naming the parameter when it is not a whole number ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float)) or value != int(value):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and int(value) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_float(name: str, value, minimum: float | None = 0.0, strict: bool = False) -> float:
+    """``float(value)``, or a ValueError when it is not a finite number ``>= minimum`` (``> minimum`` if strict)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value, choices) -> object:
+    """``value``, or a ValueError listing ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value

@@ -250,3 +250,74 @@ def test_divergence_is_detected(case, device):
     with pytest.raises(DivergenceError, match="learning rate|lr"):
         model.fit(TRAIN)
     assert not model.is_fitted
+
+
+def _implements(model, hook: str) -> bool:
+    return getattr(type(model), hook) is not getattr(Recommender, hook)
+
+
+def test_vectors_rank_items_like_the_scores(fitted):
+    """user_vectors() · item_vectors() ranks every user's items as score_users does (exact top-k, ANN serving)."""
+    if not _implements(fitted, "user_vectors"):
+        with pytest.raises(NotImplementedError):
+            fitted.user_vectors()
+        return
+    P, Q = fitted.user_vectors(), fitted.item_vectors()
+    assert P.shape[0] == N_USERS and Q.shape[0] == N_ITEMS and P.shape[1] == Q.shape[1]
+    scores = fitted.score_users(_all_users()).float().cpu()
+    products = (P @ Q.T).float().cpu()
+    gap = scores - products  # a per-user constant (global mean, user bias) or a monotone link changes no ranking
+    same_order = torch.argsort(products, dim=1, stable=True).eq(torch.argsort(scores, dim=1, stable=True)).float().mean()
+    assert float((gap - gap[:, :1]).abs().max()) < 1e-4 or float(same_order) > 0.95
+
+
+def test_fold_in_of_training_users_scores_like_the_model(fitted):
+    """Folding in a training user's own history gives scores close to the fitted user's (one ALS user step)."""
+    if not _implements(fitted, "fold_in"):
+        return
+    from mfkit.serving import fold_in_users, score_fold_in
+
+    csr = TRAIN.to_csr("rating" if fitted.requires_ratings else "ones")
+    users = [0, 1, 2]
+    hist = [csr.indices[csr.indptr[u]:csr.indptr[u + 1]] for u in users]
+    ratings = [csr.data[csr.indptr[u]:csr.indptr[u + 1]] for u in users] if fitted.requires_ratings else None
+    folded = fold_in_users(fitted, hist, ratings)
+    assert folded.factors.shape[0] == 3
+    scores = score_fold_in(fitted, folded).float().cpu()
+    assert scores.shape == (3, N_ITEMS) and torch.isfinite(scores).all()
+    fitted_scores = fitted.score_users(torch.tensor(users)).float().cpu()
+    # one user step against the fitted items (a few epochs of a small model): scores that agree with the model's
+    assert float(torch.corrcoef(torch.stack([scores.flatten(), fitted_scores.flatten()]))[0, 1]) > 0.3
+
+
+def _trains_by_epochs(model) -> bool:
+    return "patience" in inspect.signature(model._fit).parameters
+
+
+def test_early_stopping_keeps_the_best_epoch(case, device):
+    """With valid and patience, a model trained by epochs stops early and ends at its best validation epoch."""
+    from mfkit.training import validation_score
+
+    model = case.make(device=device)
+    with pytest.raises(ValueError, match="patience needs valid"):
+        model.fit(TRAIN, patience=1)
+    if not _trains_by_epochs(model):
+        return
+    model.fit(TRAIN, TEST, patience=1)
+    history = model.history_
+    assert history.best_epoch is not None and len(history.records) <= history.best_epoch + 1
+    if type(model).__name__ == "BayesianMF":
+        return  # its validation metric is the running average's, monitored only
+    kept = validation_score(model, TRAIN, TEST, model.default_metric)
+    assert kept == pytest.approx(history.best_metric, rel=1e-4, abs=1e-6)
+
+
+def test_tunes(case):
+    """training.tune chooses among candidates by the model's default metric and refits the choice."""
+    from mfkit.training import tune
+
+    model = case.make(device="cpu")
+    result = tune(lambda **kw: case.make(device="cpu", **kw), DATA, [{}], refit=True,
+                  per_epoch=_trains_by_epochs(model))
+    assert result.metric == model.default_metric and len(result.table) == 1
+    assert np.isfinite(result.table[result.metric].iloc[0]) and result.model.is_fitted

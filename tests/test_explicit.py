@@ -11,9 +11,8 @@ import torch
 
 import mfkit.data as mdata
 from mfkit.data import Interactions, random_split
-from mfkit.explicit import (BayesianMF, BiasBaseline, BiasedMF, GlobalMean, evaluate, netflix_probe_rmse,
-                            tune_on_validation)
-from mfkit.training import DivergenceError
+from mfkit.explicit import BayesianMF, BiasBaseline, BiasedMF, GlobalMean, evaluate, netflix_probe_rmse
+from mfkit.training import DivergenceError, tune
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -271,11 +270,11 @@ def test_bad_arguments_raise_value_error():
 
 def test_tune_on_validation_picks_the_lowest_validation_rmse():
     data = planted(noise=0.2, n_users=80, n_items=60)
-    model, best, table = tune_on_validation(
-        lambda reg: BiasedMF(n_factors=3, reg=reg, n_epochs=8, method="als", device="cpu"),
-        {"reg": [0.001, 3.0]}, data, seed=0)
-    assert best == {"reg": 0.001}  # heavy shrinkage of a planted rank-3 model must lose
-    assert list(table.valid_rmse) == sorted(table.valid_rmse) and len(table) == 2
+    result = tune(lambda reg: BiasedMF(n_factors=3, reg=reg, n_epochs=8, method="als", device="cpu"),
+                  data, {"reg": [0.001, 3.0]}, seed=0, per_epoch=False, refit=True)
+    model, best, table = result.model, result.best_params, result.table
+    assert best == {"reg": 0.001} and result.metric == "rmse"  # heavy shrinkage of a planted rank-3 model loses
+    assert list(table["rmse"]) == sorted(table["rmse"]) and len(table) == 2
     assert model.reg == 0.001 and model.history_.records
 
 

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from mfkit.data import Interactions
-from mfkit.implicit import (Popularity, WeightedMF, _PaddedRows, _solve_rows, autograd_saved_bytes,
-                            row_regularisation, tune_weighted_mf, weighted_loss_dense, weighted_loss_gram)
+from mfkit import als
+from mfkit.implicit import (Popularity, WeightedMF, autograd_saved_bytes,
+                            row_regularisation, weighted_loss_dense, weighted_loss_gram)
 from mfkit.metrics import ranking_metrics, top_k_items
-from mfkit.training import DivergenceError
+from mfkit.training import DivergenceError, tune
 
 
 def random_problem(n_users=9, n_items=13, k=4, density=0.3, seed=0, dtype=torch.float64):
@@ -106,9 +107,10 @@ def test_als_half_sweep_is_the_exact_minimiser(device, w):
     user_reg = torch.linspace(0.5, 2.0, U.shape[0], dtype=U.dtype, device=device)
     reg = 0.4
     # a tiny budget forces several chunks of padded rows
-    layout = _PaddedRows(user.cpu().numpy(), item.cpu().numpy(), U.shape[0], V.shape[0], device, budget=12)
+    layout = als.Observations(user.cpu().numpy(), item.cpu().numpy(), U.shape[0], V.shape[0], device=device,
+                              budget=12)
     assert len(layout.chunks) > 2
-    _solve_rows(V, layout, U, w, reg * user_reg)
+    als.solve_rows(V, layout, U, reg * user_reg, unobserved_weight=w)
     A = U.clone().requires_grad_()
     weighted_loss_gram(A, V, user, item, w, reg, user_reg=user_reg, reduction="sum").backward()
     assert float(A.grad.abs().max()) < 1e-9
@@ -236,7 +238,8 @@ def test_popularity_scores_are_counts():
 def test_tune_picks_the_best_validation_point():
     train, _ = block_data(n_users=80, n_items=40)
     grid = {"unobserved_weight": [0.05, 0.3], "reg": [0.5, 5.0]}
-    best, table = tune_weighted_mf(train, grid, base_params={"n_factors": 4, "n_epochs": 4}, k=5, device="cpu")
+    result = tune(WeightedMF, train, grid, base_params={"n_factors": 4, "n_epochs": 4, "device": "cpu"}, k=5)
+    best, table = result.best_params, result.table
     assert len(table) == 4 and table["ndcg"].is_monotonic_decreasing
     top = table.iloc[0]
     assert best["unobserved_weight"] == top["unobserved_weight"] and best["reg"] == top["reg"]
@@ -272,38 +275,6 @@ def test_gram_solver_chunked_path_follows_the_plain_one():
     plain = WeightedMF(**common).fit(train)
     chunked = WeightedMF(als_chunk=64, **common).fit(train)  # 64 floats: 16 pairs per chunk
     np.testing.assert_allclose(plain.history_.loss, chunked.history_.loss, rtol=1e-5)
-
-
-def test_conjugate_gradient_half_sweep_reaches_the_cholesky_solution(device):
-    from mfkit.implicit import _cg_rows, _sparse_ones
-
-    U, V, R, user, item = (t.to(device) for t in random_problem(n_users=17, n_items=11, k=3, density=0.35))
-    row_lambda = torch.linspace(0.2, 1.0, U.shape[0], dtype=U.dtype, device=device)
-    exact = U.clone()
-    layout = _PaddedRows(user.cpu().numpy(), item.cpu().numpy(), U.shape[0], V.shape[0], device, budget=1000)
-    _solve_rows(V, layout, exact, 0.1, row_lambda)
-    csr = _sparse_ones(user.cpu().numpy(), item.cpu().numpy(), U.shape[0], V.shape[0], device, U.dtype)
-    one_step, converged = U.clone(), U.clone()
-    _cg_rows(V, csr, one_step, 0.1, row_lambda, steps=1)
-    _cg_rows(V, csr, converged, 0.1, row_lambda, steps=3)  # k = 3: CG is exact after k steps (float64)
-    torch.testing.assert_close(converged, exact, rtol=1e-8, atol=1e-10)
-    assert float((one_step - exact).norm()) < float((U - exact).norm())  # each step gets closer
-
-
-@pytest.mark.parametrize("uniform_lambda", [True, False])
-def test_conjugate_gradient_with_one_or_per_row_lambda_reaches_the_cholesky_solution(uniform_lambda):
-    """One λ for all rows joins the Gram matrix; per-row λ is added row by row: the same systems either way."""
-    from mfkit.implicit import _cg_rows, _sparse_ones
-
-    U, V, R, user, item = random_problem(n_users=40, n_items=13, k=3, density=0.35)
-    row_lambda = (torch.full((U.shape[0],), 0.7, dtype=U.dtype) if uniform_lambda
-                  else torch.linspace(0.2, 1.0, U.shape[0], dtype=U.dtype))
-    exact = U.clone()
-    _solve_rows(V, _PaddedRows(user.numpy(), item.numpy(), U.shape[0], V.shape[0], "cpu", budget=1000), exact, 0.1,
-                row_lambda)
-    csr = _sparse_ones(user.numpy(), item.numpy(), U.shape[0], V.shape[0], "cpu", U.dtype)
-    _cg_rows(V, csr, U, 0.1, row_lambda, steps=3)
-    torch.testing.assert_close(U, exact, rtol=1e-8, atol=1e-10)
 
 
 def test_cg_als_with_two_threads_matches_one_thread():

@@ -297,14 +297,15 @@ def test_two_tower_with_uniform_negatives_learns():
 
 
 def test_tune_selects_on_validation_and_sets_the_epochs():
-    from mfkit.neural import tune
+    from mfkit.training import tune
 
     train, _ = planted_implicit()
-    best, table = tune(NCF, train, {"reg": [0.0, 10.0]},
-                       base_params={"kind": "gmf", "n_factors": 8, "lr": 0.01, "n_epochs": 15, "batch_size": 128,
-                                    "device": "cpu"}, patience=None)
+    result = tune(NCF, train, {"reg": [0.0, 10.0]},
+                  base_params={"kind": "gmf", "n_factors": 8, "lr": 0.01, "n_epochs": 15, "batch_size": 128,
+                               "device": "cpu"})
+    best, table = result.best_params, result.table
     assert list(table["reg"]) == [0.0, 10.0]  # a huge penalty keeps every score near 0: worse nDCG
-    assert table["metric"].iloc[0] > table["metric"].iloc[1]
+    assert table["ndcg"].iloc[0] > table["ndcg"].iloc[1]
     assert best["reg"] == 0.0 and best["n_epochs"] == table["best_epoch"].iloc[0]
     with pytest.raises(ValueError, match="grid"):
         tune(NCF, train, [], base_params={"kind": "gmf"})

@@ -6,8 +6,9 @@ import torch
 from mfkit.data import Interactions
 from mfkit.implicit import Popularity
 from mfkit.metrics import ranking_metrics
+from mfkit.observed import observed_pairs
 from mfkit.ranking import (BPR, EASE, ConfidenceMF, ItemKNN, _gini, beyond_accuracy, bpr_loss, ease_memory_bytes,
-                           fit_and_score, positive_pairs, sample_negatives, sampled_ranking_metrics)
+                           fit_and_score, sample_negatives, sampled_ranking_metrics)
 from mfkit.training import DivergenceError
 
 
@@ -113,7 +114,7 @@ def test_bpr_loss_is_minus_log_sigmoid_of_the_difference():
 @pytest.mark.parametrize("popularity", [False, True])
 def test_negative_sampling_avoids_positives(popularity):
     train, _ = planted_low_rank()
-    user, item = positive_pairs(train)
+    user, item = observed_pairs(train)
     keys = torch.from_numpy(user * train.n_items + item)
     probs = torch.from_numpy(np.bincount(item, minlength=train.n_items).astype(np.float64)) if popularity else None
     users = torch.from_numpy(user).repeat(5)

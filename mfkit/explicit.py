@@ -24,6 +24,8 @@ References
   Prize", AAIM 2008 (ALS with per-rating weighted regularisation).
 - R. Salakhutdinov, A. Mnih, "Bayesian probabilistic matrix factorization using Markov chain Monte Carlo", ICML
   2008 (BPMF).
+- S. Rendle, L. Zhang, Y. Koren, "On the difficulty of evaluating baselines", arXiv:1905.01395, 2019 (Bayesian
+  SVD++ and the flipped model: ``BayesianMF(implicit=...)``, Chapter 11).
 """
 from __future__ import annotations
 
@@ -38,7 +40,8 @@ import numpy as np
 import torch
 
 from . import als
-from .base import RatingMixin, Recommender, check_choice, check_float, check_int, rating_errors
+from .base import (RatingMixin, Recommender, check_choice, check_float, check_int, check_interactions,
+                   rating_errors)
 from .data import Interactions, load_netflix, netflix_sample_dir, probe_split, read_probe
 from .training import DivergenceError, check_optimizer, epoch_loop, minibatches, train_loop
 from .utils import cpu_threads, get_device
@@ -504,6 +507,43 @@ def _sample_normal_wishart(theta: np.ndarray, rng: np.random.Generator, beta0: f
     return mu, precision
 
 
+IMPLICIT = ("none", "user", "item", "both")
+
+
+class _ImplicitLinks:
+    """Implicit sets (SVD++'s N(u): the items a user rated, ratings ignored) and their vectors' links, on a device.
+
+    ``sums(vectors)`` is every row's ``|N(r)|^{-1/2} sum_{j in N(r)} y_j`` (one sparse product); for the Gibbs scan
+    over the vectors, ``indptr``/``rows``/``w`` list, per vector ``j``, the rows whose set holds ``j`` and their
+    weights ``|N(r)|^{-1/2}`` (numpy), ``weights_sq`` the same as a sparse ``(n_cols, n_rows)`` matrix of ``w^2``, and
+    ``used`` the vectors in at least one set.
+    """
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, device, dtype):
+        key = np.unique(np.asarray(rows, dtype=np.int64) * n_cols + np.asarray(cols, dtype=np.int64))
+        r, c = key // n_cols, key % n_cols  # distinct pairs, sorted by row
+        size = np.bincount(r, minlength=n_rows)
+        w_row = 1.0 / np.sqrt(np.maximum(size, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch flags sparse CSR as beta
+            self.sum_matrix = torch.sparse_csr_tensor(
+                torch.as_tensor(np.r_[0, np.cumsum(size)]), torch.as_tensor(c), torch.as_tensor(w_row[r], dtype=dtype),
+                size=(n_rows, n_cols)).to(device)
+            order = np.argsort(c, kind="stable")
+            count = np.bincount(c, minlength=n_cols)
+            self.indptr, self.rows = np.r_[0, np.cumsum(count)], r[order]
+            self.w = w_row[self.rows].astype(np.float32)
+            self.weights_sq = torch.sparse_csr_tensor(
+                torch.as_tensor(self.indptr), torch.as_tensor(self.rows), torch.as_tensor(self.w ** 2, dtype=dtype),
+                size=(n_cols, n_rows)).to(device)
+        self.used = torch.as_tensor(count > 0, device=device)
+
+    def sums(self, vectors: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self.sum_matrix @ vectors
+
+
 class BayesianMF(RatingMixin, Recommender):
     """Bayesian matrix factorization with biases, fitted by Gibbs sampling (BPMF; Salakhutdinov & Mnih 2008).
 
@@ -523,7 +563,8 @@ class BayesianMF(RatingMixin, Recommender):
     On protocol E1 (ML-100k, seeds 0–4) the defaults, with ``alpha`` chosen on validation, reach a mean test RMSE
     of 0.8946 (``benchmarks/explicit_ml100k.py``); a fit is 63 sweeps of two batched solves.
 
-    Used by: Chapter 5 (the E1 best model), ``benchmarks/explicit_ml100k.py``.
+    Used by: Chapter 5 (the E1 model), Chapter 11 (the ladder), ``benchmarks/explicit_ml100k.py``,
+    ``benchmarks/bayesian_ml100k.py``.
 
     Parameters
     ----------
@@ -547,6 +588,13 @@ class BayesianMF(RatingMixin, Recommender):
         As in :class:`BiasedMF`.
     dtype : torch.dtype
         Floating type of the sweeps (float32 is enough for the ``(k+1) x (k+1)`` Cholesky factorizations).
+    implicit : {"none", "user", "item", "both"}
+        The rungs of Rendle, Zhang & Koren (2019)'s ladder, one sampler: ``"user"`` is Bayesian SVD++ (Koren 2008),
+        the user's factor plus ``|N(u)|^-1/2 sum_{j in N(u)} y_j`` over the items ``N(u)`` the user rated, each
+        ``y_j`` with its own Normal-Wishart prior and drawn from its Gaussian conditional (a scan over the items);
+        ``"item"`` adds the same on the item side over the users who rated the item, ``"both"`` is the "flipped"
+        model with both. The sets come from ``train``, plus ``fit(..., implicit_pairs=...)`` when given
+        (transductive). Each scan holds a ``k x k`` Gram matrix per user (or item): sized for ML-100k-like data.
 
     Attributes
     ----------
@@ -557,19 +605,26 @@ class BayesianMF(RatingMixin, Recommender):
 
     def __init__(self, n_factors: int = 10, n_samples: int = 40, burn_in: int = 20, alpha: float = 1.25,
                  beta0: float = 2.0, init_sweeps: int = 3, init_reg: float = 0.1, device=None,
-                 random_state: int = 0, show_progress: bool | None = None, dtype: torch.dtype = torch.float32):
+                 random_state: int = 0, show_progress: bool | None = None, dtype: torch.dtype = torch.float32,
+                 implicit: str = "none"):
         self.n_factors, self.n_samples = check_int("n_factors", n_factors), check_int("n_samples", n_samples)
         self.burn_in, self.alpha = check_int("burn_in", burn_in, 0), check_float("alpha", alpha, strict=True)
         self.beta0 = check_float("beta0", beta0, strict=True)
         self.init_sweeps, self.init_reg = check_int("init_sweeps", init_sweeps, 0), check_float("init_reg", init_reg)
         self.device, self.random_state = device, check_int("random_state", random_state, None)
         self.show_progress, self.dtype = show_progress, dtype
+        self.implicit = check_choice("implicit", implicit, IMPLICIT)
 
-    def _sample_side(self, groups: _RowGroups, col_idx, r, own, other, seen, rng, gen):
+    def _sample_side(self, groups: _RowGroups, col_idx, r, own, other, seen, rng, gen, offset=None,
+                     keep_grams: bool = False):
         """Draw every row's [bias, factors] from its Gaussian conditional given the other side and the hyperprior.
 
-        Returns the new rows and the training sum of squared errors with them, from the normal equations
-        (``sum y^2 - 2 theta.h + theta^T G theta`` per row), which spares a pass over the ratings.
+        ``other`` holds the other side's [bias, effective factors]. With ``offset`` (the rows' implicit sums, SVD++),
+        a row's effective factor is ``p + offset``: it is drawn with the prior mean shifted by ``offset`` and
+        ``p`` is what remains. Returns the new rows, the training sum of squared errors with them (from the normal
+        equations, ``sum y^2 - 2 theta.h + theta^T G theta`` per row, which spares a pass over the ratings) and, with
+        ``keep_grams``, every row's factor Gram ``sum_j q_j q_j^T`` and residual correlation ``sum_j q_j e_j``
+        (what the implicit vectors' conditionals need).
         """
         dev, dt = own.device, own.dtype
         d = own.shape[1]
@@ -581,21 +636,76 @@ class BayesianMF(RatingMixin, Recommender):
         outer = (x[:, :, None] * x[:, None, :]).reshape(len(x), -1)
         prior_rhs = lam_h @ mu_h
         new = torch.empty_like(own)
+        grams = torch.zeros(len(own), d - 1, d - 1, dtype=dt, device=dev) if keep_grams else None
+        resid = torch.zeros(len(own), d - 1, dtype=dt, device=dev) if keep_grams else None
         sse = (y.double() ** 2).sum()
         for a, b in groups.chunks(d):
             gram, rhs = groups.normal_equations(a, b, x, y, outer)
             precision = lam_h + self.alpha * gram
             chol = torch.linalg.cholesky(precision)
-            mean = torch.cholesky_solve((self.alpha * rhs + prior_rhs)[:, :, None], chol)
+            shift = None if offset is None else torch.nn.functional.pad(offset[a:b], (1, 0))  # no bias shift
+            prior = prior_rhs if shift is None else prior_rhs + shift @ lam_h
+            mean = torch.cholesky_solve((self.alpha * rhs + prior)[:, :, None], chol)
             z = torch.randn(b - a, d, 1, generator=gen, dtype=dt, device="cpu").to(dev)
             # theta = mean + L^{-T} z has covariance (L L^T)^{-1} = precision^{-1}
             noise = torch.linalg.solve_triangular(chol.transpose(1, 2), z, upper=True)
             theta = (mean + noise)[:, :, 0] * seen[a:b, None]  # rows without ratings stay exactly zero
-            new[a:b] = theta
+            new[a:b] = theta if shift is None else theta - shift * seen[a:b, None]
             sse += (-2 * (theta * rhs).sum() + torch.einsum("nd,nde,ne->", theta, gram, theta)).double()
-        return new, sse
+            if keep_grams:
+                grams[a:b] = gram[:, 1:, 1:]
+                resid[a:b] = rhs[:, 1:] - torch.einsum("nij,nj->ni", gram[:, 1:, :], theta)
+        return new, sse, grams, resid
 
-    def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None) -> None:
+    def _sample_implicit(self, vectors, links: "_ImplicitLinks", grams, resid, rng, gen):
+        """Draw every implicit vector (SVD++'s ``y_j``) from its Gaussian conditional, one at a time.
+
+        ``y_j`` enters the prediction of every rating of every row (user) whose implicit set holds ``j``, with weight
+        ``|N(u)|^{-1/2}``; two vectors that share a user are coupled, so they are drawn in turn (a Gibbs scan), each
+        given the current others. The conditional's precision does not depend on the other vectors, so its Cholesky
+        factor, inverse and noise are computed for all vectors at once; the scan only updates the rows' residual
+        correlations ``resid`` (``sum_i q_i e_ui``) after each draw, with the rows' Grams.
+        """
+        dev, dt = vectors.device, vectors.dtype
+        used = links.used
+        mu_h, lam_h = _sample_normal_wishart(vectors[used].double().cpu().numpy(), rng, self.beta0)
+        k = vectors.shape[1]
+        lam_t = torch.as_tensor(lam_h, dtype=dt, device=dev)
+        data_prec = (links.weights_sq @ grams.reshape(len(grams), -1)).reshape(-1, k, k)  # sum_u w_u^2 G_u
+        chol = torch.linalg.cholesky(lam_t + self.alpha * data_prec)
+        cov = torch.cholesky_inverse(chol)
+        z = torch.randn(len(vectors), k, 1, generator=gen, dtype=dt, device="cpu").to(dev)
+        noise = torch.linalg.solve_triangular(chol.transpose(1, 2), z, upper=True)[:, :, 0]
+        # the part of each mean that the scan does not change: y_j itself is only redrawn at its own turn, so the
+        # prior's pull and the current y_j's share can be computed for all j before the scan
+        fixed = (cov @ torch.as_tensor(lam_h @ mu_h, dtype=dt, device=dev) + noise
+                 + torch.einsum("njk,nk->nj", self.alpha * cov @ data_prec, vectors)).cpu().numpy()
+        gain = (self.alpha * cov).cpu().numpy()
+        g, c, y = grams.cpu().numpy(), resid.cpu().numpy(), vectors.cpu().numpy()
+        new = np.zeros_like(y)
+        indptr, rows, w = links.indptr, links.rows, links.w
+        for j in np.flatnonzero(used.cpu().numpy()):
+            rj, wj = rows[indptr[j]:indptr[j + 1]], w[indptr[j]:indptr[j + 1]]
+            new[j] = gain[j] @ (wj @ c[rj]) + fixed[j]
+            c[rj] -= wj[:, None] * (g[rj] @ (new[j] - y[j]))  # the rows' residuals change by w_u (y_j' - y_j).q_i
+        return torch.as_tensor(new, device=dev)
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, patience: int | None = None,
+            implicit_pairs: Interactions | None = None) -> "BayesianMF":
+        """Run ``init_sweeps`` ALS sweeps, ``burn_in`` discarded Gibbs sweeps and ``n_samples`` kept ones.
+
+        ``valid`` (optional) is only monitored: the validation RMSE of the running average is recorded per kept
+        sweep; ``patience`` stops sampling after that many kept sweeps without improvement. ``implicit_pairs``
+        (with ``implicit`` other than ``"none"``): more (user, item) pairs, in ``train``'s index space, whose ratings
+        are NOT used, added to the implicit sets — the pairs to be predicted, as in the Netflix Prize (transductive).
+        Without them the sets come from ``train`` alone (inductive).
+        """
+        if implicit_pairs is not None:
+            check_interactions(implicit_pairs, "implicit_pairs", False, like=train)
+        return super().fit(train, valid, patience=patience, implicit_pairs=implicit_pairs)
+
+    def _fit(self, train: Interactions, valid: Interactions | None, patience: int | None = None,
+             implicit_pairs: Interactions | None = None) -> None:
         dev = self.device_
         k, dt = int(self.n_factors), self.dtype
         rng = np.random.default_rng(int(self.random_state))
@@ -615,17 +725,44 @@ class BayesianMF(RatingMixin, Recommender):
         groups_u = _RowGroups(u, i, train.n_users, train.n_items)
         groups_i = _RowGroups(i, u, train.n_items, train.n_users)
         low, high = float(train.rating.min()), float(train.rating.max())
+        # SVD++ (Koren 2008) in Bayesian form: a user's factor is p_u + |N(u)|^-1/2 sum_{j in N(u)} y_j over the items
+        # the user rated ("user"); the flipped model adds the same on the item side over the users who rated the
+        # item ("item"/"both"; Rendle, Zhang & Koren 2019). The y vectors have their own Normal-Wishart prior.
+        pairs_u, pairs_i = train.user, train.item
+        if implicit_pairs is not None:
+            pairs_u, pairs_i = np.r_[pairs_u, implicit_pairs.user], np.r_[pairs_i, implicit_pairs.item]
+        links_u = (_ImplicitLinks(pairs_u, pairs_i, train.n_users, train.n_items, dev, dt)
+                   if self.implicit in ("user", "both") else None)
+        links_i = (_ImplicitLinks(pairs_i, pairs_u, train.n_items, train.n_users, dev, dt)
+                   if self.implicit in ("item", "both") else None)
+        state["y"] = torch.zeros(train.n_items, k, dtype=dt, device=dev)  # implicit vectors of the items (N(u))
+        state["z"] = torch.zeros(train.n_users, k, dtype=dt, device=dev)  # implicit vectors of the users (flipped)
+        pad = lambda sums: torch.nn.functional.pad(sums, (1, 0))  # noqa: E731  (no implicit part in the bias)
+        state["users_eff"], state["items_eff"] = state["users"], state["items"]
         _sync(dev)
         setup_s = time.perf_counter() - t0
         kept_u, kept_i = [], []
 
         def sweep(epoch):
-            users, _ = self._sample_side(groups_u, i, r, state["users"], state["items"], seen_u, rng, gen)
-            items, sse = self._sample_side(groups_i, u, r, state["items"], users, seen_i, rng, gen)
-            state.update(users=users, items=items)
+            ybar = None if links_u is None else links_u.sums(state["y"])
+            zbar = None if links_i is None else links_i.sums(state["z"])
+            items_eff = state["items"] if zbar is None else state["items"] + pad(zbar)
+            users, _, grams, resid = self._sample_side(groups_u, i, r, state["users"], items_eff, seen_u, rng, gen,
+                                                       offset=ybar, keep_grams=links_u is not None)
+            if links_u is not None:
+                state["y"] = self._sample_implicit(state["y"], links_u, grams, resid, rng, gen)
+                ybar = links_u.sums(state["y"])
+            users_eff = users if ybar is None else users + pad(ybar)
+            items, sse, grams, resid = self._sample_side(groups_i, u, r, state["items"], users_eff, seen_i, rng, gen,
+                                                         offset=zbar, keep_grams=links_i is not None)
+            if links_i is not None:
+                state["z"] = self._sample_implicit(state["z"], links_i, grams, resid, rng, gen)
+                zbar = links_i.sums(state["z"])
+            items_eff = items if zbar is None else items + pad(zbar)
+            state.update(users=users, items=items, users_eff=users_eff, items_eff=items_eff)
             if epoch >= self.burn_in:
-                kept_u.append(users)
-                kept_i.append(items)
+                kept_u.append(users_eff)
+                kept_i.append(items_eff)
             return float(torch.sqrt(sse.clamp(min=0) / len(r)))  # training RMSE of the current sample
 
         evaluate = None
@@ -638,7 +775,7 @@ class BayesianMF(RatingMixin, Recommender):
                 nonlocal valid_sum
                 if len(kept_u) == 0:
                     return None
-                users, items = state["users"], state["items"]
+                users, items = state["users_eff"], state["items_eff"]
                 valid_sum += (self.global_mean_ + users[vu, 0] + items[vi, 0]
                               + (users[vu, 1:] * items[vi, 1:]).sum(1)).double()
                 return float(torch.sqrt(torch.mean(((valid_sum / len(kept_u)).clamp(low, high) - vr) ** 2)))
@@ -649,7 +786,7 @@ class BayesianMF(RatingMixin, Recommender):
                              divergence_hint="Lower alpha (more observation noise) or use float64.")
         for record in history.records:
             record["seconds"] += setup_s  # the ALS start counts as training time
-        users, items = state["users"], state["items"]
+        users, items = state["users_eff"], state["items_eff"]
         if not kept_u:  # stopped before the burn-in ended: keep the last sample
             kept_u, kept_i = [users], [items]
         s = len(kept_u)

@@ -278,8 +278,9 @@ class WeightedMF(FactorMixin, Recommender):
         Learning rate (gradient solvers).
     n_epochs : int
         Full-batch steps (gradient solvers) or ALS sweeps (one sweep = users, then items).
-    init_scale : float
-        Standard deviation of the normal initialisation.
+    init_scale : float or "auto"
+        Standard deviation of the normal initialisation; ``"auto"``: ``0.1/sqrt(n_factors)``, the small start of
+        Rendle et al. (2021)'s iALS revisit, which keeps large ``n_factors`` from starting with large scores.
     reg_scaling : None, "count" or float
         Frequency scaling of ``λ`` per row, see :func:`row_regularisation`.
     max_dense_bytes : int
@@ -299,6 +300,10 @@ class WeightedMF(FactorMixin, Recommender):
         Takács et al. 2011), much cheaper for large ``k`` and converging to the same fixed point.
     cg_steps : int
         Conjugate-gradient steps per half-sweep (``als_method="cg"``).
+    reg_normalised : bool
+        ``reg`` on the normalised scale of the iALS revisit: the per-row multipliers of ``reg_scaling`` are divided by
+        their mean over all user and item rows, so that one ``reg`` regularises about as much at every exponent
+        ``ν`` and ``reg`` and ``ν`` can be tuned one after the other (Chapter 11). At ``ν = 0`` it changes nothing.
 
     Attributes
     ----------
@@ -310,7 +315,8 @@ class WeightedMF(FactorMixin, Recommender):
     train_ : Interactions
         The training data (id maps, titles, items to exclude when recommending).
 
-    Used by: Chapter 2 (all three solvers), Chapter 3 (sigmoid/logistic), Chapter 4 (optimizers), the I1 benchmark.
+    Used by: Chapter 2 (all three solvers), Chapter 3 (sigmoid/logistic), Chapter 4 (optimizers), Chapter 11 (iALS:
+    ``reg_scaling``, ``reg_normalised``, ``init_scale="auto"``), the I1 benchmarks.
     """
 
     fitted_attributes = ("user_factors_", "item_factors_")
@@ -319,7 +325,7 @@ class WeightedMF(FactorMixin, Recommender):
                  loss: str = "squared", optimizer: str = "adam", lr: float = 0.05, n_epochs: int = 20,
                  init_scale: float = 0.1, reg_scaling=None, max_dense_bytes: int = 2 ** 30, device=None,
                  random_state: int = 0, show_progress: bool | None = None, als_chunk: int = 2 ** 22,
-                 als_method: str = "cholesky", cg_steps: int = 3):
+                 als_method: str = "cholesky", cg_steps: int = 3, reg_normalised: bool = False):
         check_choice("solver", solver, SOLVERS)
         check_choice("loss", loss, LOSSES)
         if loss != "squared" and solver != "dense":
@@ -332,11 +338,15 @@ class WeightedMF(FactorMixin, Recommender):
         self.n_factors, self.unobserved_weight = check_int("n_factors", n_factors), float(unobserved_weight)
         self.reg, self.lr = check_float("reg", reg), check_float("lr", lr, strict=True)
         self.solver, self.loss, self.optimizer = solver, loss, optimizer
-        self.n_epochs, self.init_scale = check_int("n_epochs", n_epochs), check_float("init_scale", init_scale)
+        self.n_epochs = check_int("n_epochs", n_epochs)
+        self.init_scale = init_scale if init_scale == "auto" else check_float("init_scale", init_scale)
         self.reg_scaling, self.max_dense_bytes = reg_scaling, check_int("max_dense_bytes", max_dense_bytes)
         self.device, self.random_state = device, check_int("random_state", random_state, None)
         self.show_progress, self.als_chunk = show_progress, check_int("als_chunk", als_chunk)
         self.als_method, self.cg_steps = als_method, check_int("cg_steps", cg_steps)
+        if isinstance(init_scale, str) and init_scale != "auto":
+            raise ValueError(f"init_scale must be a number or 'auto' (0.1/sqrt(n_factors)), got {init_scale!r}")
+        self.reg_normalised = bool(reg_normalised)
 
     # -- fitting -------------------------------------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None, k: int = 10, patience: int | None = None) -> None:
@@ -355,9 +365,13 @@ class WeightedMF(FactorMixin, Recommender):
                                                        self.reg_scaling)).float().to(device)
         item_reg = torch.from_numpy(row_regularisation(np.bincount(item_np, minlength=n_items), n_users, w,
                                                        self.reg_scaling)).float().to(device)
+        if self.reg_normalised:  # λ on the normalised scale: the multipliers' mean over all rows is 1
+            scale = torch.cat([user_reg, item_reg]).mean()
+            user_reg, item_reg = user_reg / scale, item_reg / scale
+        sigma = 0.1 / math.sqrt(dim) if self.init_scale == "auto" else self.init_scale
         gen = torch.Generator().manual_seed(int(self.random_state))
-        U = (torch.randn(n_users, dim, generator=gen) * self.init_scale).to(device)
-        V = (torch.randn(n_items, dim, generator=gen) * self.init_scale).to(device)
+        U = (torch.randn(n_users, dim, generator=gen) * sigma).to(device)
+        V = (torch.randn(n_items, dim, generator=gen) * sigma).to(device)
         evaluate = None
         if valid is not None:
             evaluate = lambda: ranking_metrics(self, train, valid, k=k, device=device)["ndcg"]  # noqa: E731

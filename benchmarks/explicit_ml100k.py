@@ -7,8 +7,8 @@ model with the means over the seeds::
 
     E1 model=<name> rmse=<x> mae=<x> fit_s=<x>
 
-``fit_s`` is the final fit only (not the selection). Reference on this protocol (seed 0, 2 CPU cores): Surprise SVD
-defaults 0.9355 (0.7 s), SVD++ 0.9193 (11 s), BaselineOnly 0.9447. Target for the best model: mean RMSE <= 0.905
+``fit_s`` is the final fit only (not the selection). The peers (Surprise's SVD, SVD++ and BaselineOnly) are measured
+on the same five splits by ``benchmarks/peers_ml100k.py``. Target for the best model: mean RMSE <= 0.905
 (stretch 0.900) with fit <= 1 s on 2 CPU cores.
 
 Usage: ``.venv/bin/python benchmarks/explicit_ml100k.py [--quick] [--seeds 0 1 2 3 4] [--device cpu]``.
@@ -54,7 +54,7 @@ def main(argv=None) -> list[dict]:
         rec = e1_record(spec["name"], E1_CHAPTERS[spec["name"]], runs, seeds)
         records.append(rec)
         print(f"E1 model={rec['model']} rmse={rec['rmse']:.4f} mae={rec['mae']:.4f} fit_s={rec['fit_s']:.3f}")
-    print("E1 reference (seed 0, Surprise): SVD defaults 0.9355 (0.7 s), SVD++ 0.9193 (11 s), BaselineOnly 0.9447")
+    print("E1 peers on the same splits: python benchmarks/peers_ml100k.py (benchmarks/results/peers_ml100k.json)")
     if not args.no_save and not args.quick:
         command = "python benchmarks/explicit_ml100k.py " + " ".join(argv if argv is not None else sys.argv[1:])
         save_results("explicit_ml100k", records, ["mfkit/explicit.py", "mfkit/training.py", "mfkit/metrics.py"],

@@ -140,7 +140,7 @@ def _cholesky_solve(A: torch.Tensor, b: torch.Tensor, definite: bool) -> torch.T
 
 def solve_rows(other: torch.Tensor, obs: Observations, out: torch.Tensor, reg: torch.Tensor, *,
                unobserved_weight: float = 0.0, weights: torch.Tensor | None = None,
-               targets: torch.Tensor | None = None, cg_steps: int = 3) -> None:
+               targets: torch.Tensor | None = None, cg_steps: int = 3, short_rows: bool = False) -> None:
     """One ALS half-sweep: every row of ``out`` (``(obs.n_rows, d)``, updated in place) set to the minimiser of the
     module docstring's objective given ``other`` (``(obs.n_cols, d)``).
 
@@ -154,18 +154,42 @@ def solve_rows(other: torch.Tensor, obs: Observations, out: torch.Tensor, reg: t
         ``a`` and ``t`` per observation (default 1), in the order the observations were given.
     cg_steps : int
         Conjugate-gradient steps (``obs.method == "cg"``), warm-started from ``out``.
+    short_rows : bool
+        Solve batches of rows with fewer than ``d / 2`` observations through the Woodbury identity (an ``n × n``
+        system per row, ``n`` its observations, instead of a ``d × d`` one), when the penalty is one λ per row, the
+        weights are 1 and ``0 < w_0 < 1``; the same minimiser up to rounding. Used by fold-in (Chapter 10), where a
+        new user brings a handful of interactions; training keeps the plain Cholesky path.
 
     Rows without observations and without unobserved weight solve to zero.
     """
     if obs.method == "cg":
         _cg(other, obs, out, reg, unobserved_weight, weights, targets, cg_steps)
     else:
-        _cholesky(other, obs, out, reg, unobserved_weight, weights, targets)
+        _cholesky(other, obs, out, reg, unobserved_weight, weights, targets, short_rows)
 
 
-def _cholesky(other, obs, out, reg, w, weights, targets) -> None:
+def _woodbury(eig, P, lam, w) -> torch.Tensor:
+    """Rows of ``(w·G + λ_u I + (1 − w)·PᵀP)⁻¹ Pᵀ1`` through the Woodbury identity: with ``G = Q diag(e) Qᵀ`` the
+    shared part ``M_u = w·G + λ_u I`` inverts as ``Q diag(1 / (w·e + λ_u)) Qᵀ``, and only an ``n × n`` system
+    ``diag(1 / (1 − w)) + P M_u⁻¹ Pᵀ`` per row is factorised (padding slots: zero rows of ``P``, identity there)."""
+    Q, e = eig
+    D = 1.0 / (w * e[None, :] + lam)                                   # (rows, k): M_u⁻¹ in Q's basis
+    Pq = P @ Q                                                        # (rows, n, k)
+    y = D * (P.sum(1) @ Q)                                            # M_u⁻¹ b in Q's basis, b = Pᵀ1
+    S = torch.bmm(Pq * D[:, None, :], Pq.transpose(1, 2))
+    valid = P.abs().sum(2) > 0
+    S.diagonal(dim1=1, dim2=2).add_(torch.where(valid, 1.0 / (1.0 - w), 1.0).to(S.dtype))
+    z = torch.cholesky_solve(torch.bmm(Pq, y.unsqueeze(-1)), torch.linalg.cholesky(S))
+    return (y - D * torch.bmm(Pq.transpose(1, 2), z).squeeze(-1)) @ Q.T
+
+
+def _cholesky(other, obs, out, reg, w, weights, targets, short_rows=False) -> None:
     k = other.shape[1]
     gram = w * (other.T @ other)
+    eig = None
+    if short_rows and weights is None and targets is None and reg.dim() == 1 and 0 < w < 1:
+        e, Q = torch.linalg.eigh((other.T @ other).double())
+        eig = (Q.to(other.dtype), e.clamp_min(0).to(other.dtype))
     padded_other = torch.cat([other, other.new_zeros(1, k)])
     unit = weights is None and targets is None
     if weights is not None:
@@ -182,6 +206,9 @@ def _cholesky(other, obs, out, reg, w, weights, targets) -> None:
         for s in range(0, len(rows_all), max_rows):
             rows, idx, where = rows_all[s:s + max_rows], idx_all[s:s + max_rows], where_all[s:s + max_rows]
             P = padded_other[idx]                                      # (rows, width, k), zero rows in the padding
+            if eig is not None and 2 * idx.shape[1] < k and bool((lam[rows] > 0).all()):
+                out[rows] = _woodbury(eig, P, lam[rows], w)
+                continue
             # A = w·G + (1 − w)·PᵀP + λ_u I (or Pᵀ diag(a − w) P), one fused pass plus an in-place diagonal update
             if weights is None:
                 A = torch.baddbmm(gram.expand(len(rows), k, k), P.transpose(1, 2), P, alpha=1.0 - w)

@@ -466,7 +466,7 @@ class WeightedMF(FactorMixin, Recommender):
         obs = als.Observations(owner, item, n_users, len(V), device=V.device, dtype=V.dtype)
         x = V.new_zeros(n_users, V.shape[1])
         lam = torch.as_tensor(self._lambda(counts, reg), dtype=V.dtype, device=V.device)
-        als.solve_rows(V, obs, x, lam, unobserved_weight=self.unobserved_weight)
+        als.solve_rows(V, obs, x, lam, unobserved_weight=self.unobserved_weight, short_rows=True)
         x[torch.from_numpy(counts == 0).to(V.device)] = 0.0
         return x, None
 

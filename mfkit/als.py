@@ -91,10 +91,12 @@ class Observations:
 
     def _padded_chunks(self, order, cols, device, budget):
         """Rows sorted by length and cut into chunks whose padded size stays under ``budget`` and whose longest row
-        is within 25% (+8) of the shortest; each chunk: its rows, the columns (padding: ``n_cols``, the appended zero
-        row) and the observations' positions in the input order (padding: ``n_obs``, an appended zero value)."""
+        is within 25% (+8) of the shortest; each chunk: its rows and its padded width. The padded columns and the
+        observations' positions are gathered per chunk when it is solved (:meth:`gather`): kept for every chunk at
+        once they would cost two padded copies of the observations (about 2 GB per side at Netflix's size)."""
         counts = self.counts_np
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._starts = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)).to(device)
+        self._cols = self.R.col_indices()  # the columns sorted by row, shared with R (no second copy)
         by_length = np.argsort(counts, kind="stable")
         sorted_counts = counts[by_length]
         chunks, start, n = [], 0, self.n_rows
@@ -104,15 +106,20 @@ class Observations:
             end = start + max(1, int(np.searchsorted(padded, budget, side="right")))
             end = min(end, start + max(1, int(np.searchsorted(sorted_counts[start:],
                                                               1.25 * sorted_counts[start] + 8, side="right"))))
-            chunk_rows = by_length[start:end]
-            slot = np.arange(int(sorted_counts[end - 1]))
-            valid = slot[None, :] < counts[chunk_rows][:, None]
-            pos = np.where(valid, starts[chunk_rows][:, None] + slot[None, :], 0)
-            idx = np.where(valid, cols[pos] if len(cols) else 0, self.n_cols)
-            where = np.where(valid, order[pos] if len(order) else 0, self.n_obs)
-            chunks.append(tuple(torch.from_numpy(a.astype(np.int64)).to(device) for a in (chunk_rows, idx, where)))
+            chunks.append((torch.from_numpy(by_length[start:end].astype(np.int64)).to(device),
+                           int(sorted_counts[end - 1])))
             start = end
         return chunks
+
+    def gather(self, rows: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a chunk's ``rows``: the padded columns (padding: ``n_cols``, the appended zero row) and the
+        observations' positions in the input order (padding: ``n_obs``, an appended zero value)."""
+        slot = torch.arange(width, device=rows.device)
+        valid = slot[None, :] < self.counts[rows][:, None]
+        pos = torch.where(valid, self._starts[rows][:, None] + slot[None, :], 0)
+        if self.n_obs == 0:
+            return torch.full_like(pos, self.n_cols), torch.full_like(pos, self.n_obs)
+        return (torch.where(valid, self._cols[pos], self.n_cols), torch.where(valid, self._order[pos], self.n_obs))
 
 
 def _padded(values: torch.Tensor) -> torch.Tensor:
@@ -202,9 +209,10 @@ def _cholesky(other, obs, out, reg, w, weights, targets, short_rows=False) -> No
     empty = None if w > 0 else obs.counts == 0
     lam = reg[:, None] if reg.dim() == 1 else reg
     max_rows = max(1, 2 ** 26 // (k * k))  # the (rows, k, k) systems of one batch stay within 256 MB (float32)
-    for rows_all, idx_all, where_all in obs.chunks:
+    for rows_all, width in obs.chunks:
         for s in range(0, len(rows_all), max_rows):
-            rows, idx, where = rows_all[s:s + max_rows], idx_all[s:s + max_rows], where_all[s:s + max_rows]
+            rows = rows_all[s:s + max_rows]
+            idx, where = obs.gather(rows, width)
             P = padded_other[idx]                                      # (rows, width, k), zero rows in the padding
             if eig is not None and 2 * idx.shape[1] < k and bool((lam[rows] > 0).all()):
                 out[rows] = _woodbury(eig, P, lam[rows], w)

@@ -19,8 +19,8 @@ __all__ = ["CHOSEN_SETTINGS"]
 CHOSEN_SETTINGS: dict[str, dict[str, dict]] = {
     "I1": {
         "gmf": {"kind": "gmf", "n_factors": 32, "reg": 0.03, "lr": 0.01, "n_epochs": 12},
-        "mlp": {"kind": "mlp", "layers": (64, 32, 16), "reg": 0.01, "lr": 0.005, "n_epochs": 12},
-        "neumf": {"kind": "neumf", "n_factors": 32, "layers": (64, 32, 16), "reg": 0.02, "lr": 0.003,
+        "mlp": {"kind": "mlp", "layers": (128, 64, 32), "reg": 0.01, "lr": 0.005, "n_epochs": 9},
+        "neumf": {"kind": "neumf", "n_factors": 32, "layers": (128, 64, 32), "reg": 0.02, "lr": 0.003,
                   "n_epochs": 1},
         "two_tower": {"n_factors": 64, "temperature": 0.2, "reg": 0.1, "lr": 0.005, "n_epochs": 4,
                       "batch_size": 1024, "n_uniform_negatives": 1024, "logq_correction": True},
